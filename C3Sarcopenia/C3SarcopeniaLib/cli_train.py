@@ -1,0 +1,62 @@
+"""The ``train`` sub-command: a stage's cross-validation ensemble from a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from tqdm import tqdm
+
+from .models import PRESETS, STAGES
+
+
+def register(subparsers) -> None:
+    presets = sorted({preset for _, preset in PRESETS})
+    parser = subparsers.add_parser(
+        "train", help="train a stage's 5-fold ensemble (resumes when interrupted)",
+        description="Train the section (stage 1) or muscle (stage 2) ensemble with the "
+                    "protocol of Naser et al. 2022: K-fold cross-validation, 4 random patches "
+                    "per case, left-right flips, affine warps, Adam, soft Dice loss. Run the "
+                    "same command again to resume an interrupted training.")
+    parser.add_argument("--manifest", required=True, help="manifest.csv (phantom or ingest)")
+    parser.add_argument("--stage", required=True, choices=STAGES)
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--preset", choices=presets, default="paper",
+                        help="architecture and grid (section: paper or fast; muscle: paper)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
+    parser.add_argument("--iterations", type=int, default=2000,
+                        help="optimisation steps per fold (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--trained-on", default="",
+                        help="what the data are, for the model card (default: the manifest)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="the manifest holds synthetic phantoms, not patients (the model "
+                             "card and every result then say so)")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    command = "c3sarcopenia " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
+
+    def progress_bar(total: int, label: str):
+        bar = tqdm(total=total, desc=label, unit="it", file=sys.stderr, mininterval=2)
+
+        def update(done: int, total_: int, loss: float) -> None:
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(done - bar.n)
+            if done == total_:
+                bar.close()
+
+        return update
+
+    card = train(args.manifest, args.stage, args.out, args.preset, args.folds, args.iterations,
+                 args.seed, args.device, command,
+                 args.trained_on or f"cases of {args.manifest}", args.synthetic,
+                 progress_factory=progress_bar)
+    print(f"Model card: {args.out}/model_card.json  cross-validation: "
+          f"{card.metrics['cross_validation']}")
+    return 0

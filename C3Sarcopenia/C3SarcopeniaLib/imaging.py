@@ -1,0 +1,272 @@
+"""Reading CTs and preparing them for the networks.
+
+Everything stays in SimpleITK's physical (LPS) space so that the CT's own grid, spacing and
+orientation are kept; the networks see a resampled, LPS-aligned, isotropic copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .errors import InputError
+from .measures import ClinicalInfo, parse_sex
+
+HU_WINDOW = (-250.0, 250.0)
+BODY_THRESHOLD_HU = -500.0
+AIR_HU = -1024.0
+_DICOM_TAGS = {"modality": "0008|0060", "age": "0010|1010", "sex": "0010|0040",
+               "size_m": "0010|1020", "weight_kg": "0010|1030"}
+_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def read_ct(path: str | Path) -> sitk.Image:
+    """A CT in Hounsfield units as a 3D float32 image, from a file or a DICOM folder.
+
+    A folder may hold several series: the CT series with the most slices is taken.
+    A single slice comes back as a volume one slice deep.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist: check the path to the CT.")
+    image = _read_dicom_folder(path) if path.is_dir() else _read_file(path)
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path} is not a greyscale CT volume (it has "
+                         f"{image.GetDimension()} dimensions, "
+                         f"{image.GetNumberOfComponentsPerPixel()} channels).")
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+        raise InputError(f"{path} contains NaN or infinite voxels: re-export the CT from "
+                         "the scanner or PACS.")
+    check_axial(image, str(path))
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{path} could not be read as an image: use NIfTI, NRRD, MHA or "
+                         "DICOM.") from None
+    if reader.HasMetaDataKey(_DICOM_TAGS["modality"]):
+        _check_modality(reader.GetMetaData(_DICOM_TAGS["modality"]), path)
+    return reader.Execute()
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    series = []
+    for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
+        if _file_modality(files[0]) in ("CT", None):
+            series.append(files)
+    if not series:
+        raise InputError(f"{folder} holds no CT DICOM series: point to the folder of the "
+                         "CT series, or to a NIfTI/NRRD file.")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(max(series, key=len))
+    return reader.Execute()
+
+
+def _file_modality(dicom_file: str) -> str | None:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(dicom_file)
+    reader.ReadImageInformation()
+    key = _DICOM_TAGS["modality"]
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else None
+
+
+def _check_modality(modality: str, path: Path) -> None:
+    if modality.strip() not in ("CT", ""):
+        raise InputError(f"{path} is a {modality.strip()} image, not a CT: C3Sarcopenia "
+                         "measures muscle in Hounsfield units and needs a CT.")
+
+
+def check_axial(image: sitk.Image, name: str = "the CT") -> None:
+    """Refuse volumes whose third voxel axis is not the patient's head-feet axis."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if abs(direction[2, 2]) < 0.7:
+        raise InputError(f"{name} is not stored as axial slices: reformat it to axial "
+                         "slices before measuring.")
+
+
+def slice_z_mm(image: sitk.Image, slice_k: int) -> float:
+    """Patient z (LPS, mm; larger is more superior) at the centre of slice k."""
+    size = image.GetSize()
+    centre = (0.5 * (size[0] - 1), 0.5 * (size[1] - 1), float(slice_k))
+    return float(image.TransformContinuousIndexToPhysicalPoint(centre)[2])
+
+
+def nearest_slice_k(image: sitk.Image, z_mm: float) -> int:
+    """The CT slice whose centre lies nearest a patient z."""
+    zs = np.array([slice_z_mm(image, k) for k in range(image.GetSize()[2])])
+    return int(np.argmin(np.abs(zs - z_mm)))
+
+
+def pixel_spacing_mm(image: sitk.Image) -> tuple[float, float]:
+    return float(image.GetSpacing()[0]), float(image.GetSpacing()[1])
+
+
+def resample_to_lps_grid(image: sitk.Image, spacing_mm: float,
+                         interpolator=sitk.sitkLinear, default_value: float = AIR_HU) -> sitk.Image:
+    """Resample onto an axis-aligned grid with isotropic spacing covering the image (2D or 3D).
+
+    The networks then see every CT the same way round, whatever its stored orientation.
+    """
+    dim = image.GetDimension()
+    corners = [image.TransformContinuousIndexToPhysicalPoint(
+        [(-0.5 if bit == 0 else n - 0.5) for bit, n in zip(c, image.GetSize())])
+        for c in np.ndindex(*(2,) * dim)]
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
+    size = [max(1, int(np.ceil((h - lo) / spacing_mm - 1e-6))) for lo, h in zip(low, high)]
+    origin = low + 0.5 * spacing_mm
+    return sitk.Resample(image, size, sitk.Transform(dim, sitk.sitkIdentity), interpolator,
+                         origin.tolist(), [spacing_mm] * dim, np.eye(dim).ravel().tolist(),
+                         default_value, image.GetPixelID())
+
+
+def resample_like(image: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkNearestNeighbor,
+                  default_value: float = 0.0) -> sitk.Image:
+    """Bring an image (usually a label) back onto a reference grid, such as the CT's own."""
+    return sitk.Resample(image, reference, sitk.Transform(image.GetDimension(), sitk.sitkIdentity),
+                         interpolator, default_value, image.GetPixelID())
+
+
+def normalise_hu(hu: np.ndarray) -> np.ndarray:
+    """Clip to the soft-tissue window [-250, 250] HU and scale to [-1, 1], as in the paper."""
+    low, high = HU_WINDOW
+    return ((np.clip(hu, low, high) - low) / (high - low) * 2.0 - 1.0).astype(np.float32)
+
+
+def body_mask(hu: np.ndarray) -> np.ndarray:
+    """The patient's body: HU > -500, holes filled slice by slice, largest 3D component.
+
+    Filling each axial slice keeps the airway inside the body even where it leaves the
+    volume at the top or bottom of the field of view.
+    """
+    mask = hu > BODY_THRESHOLD_HU
+    for k in range(mask.shape[0]):
+        mask[k] = ndimage.binary_fill_holes(mask[k])
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    return mask
+
+
+def read_clinical_tags(path: str | Path) -> ClinicalInfo:
+    """Age, sex, height and weight from a DICOM file or series folder, where present.
+
+    Empty, zero or implausible tags are left unknown rather than trusted.
+    """
+    path = Path(path)
+    dicom_file = path
+    if path.is_dir():
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not ids:
+            return ClinicalInfo()
+        dicom_file = Path(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), ids[0])[0])
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(dicom_file))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ClinicalInfo()
+
+    def tag(name: str) -> str | None:
+        key = _DICOM_TAGS[name]
+        value = reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+        return value or None
+
+    fields = {"age_years": _age_years(tag("age")), "sex": _safe_sex(tag("sex")),
+              "height_cm": _positive(tag("size_m"), scale=100.0),
+              "weight_kg": _positive(tag("weight_kg"))}
+    return _plausible_only(fields)
+
+
+def _age_years(text: str | None) -> float | None:
+    """DICOM ages look like '057Y'; months, weeks and days are children, not our patients."""
+    if not text or not text[:-1].isdigit() or text[-1].upper() != "Y":
+        return None
+    return float(int(text[:-1]))
+
+
+def _safe_sex(text: str | None) -> str | None:
+    try:
+        return parse_sex(text)
+    except InputError:
+        return None
+
+
+def _positive(text: str | None, scale: float = 1.0) -> float | None:
+    try:
+        value = float(text) * scale
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _plausible_only(fields: dict) -> ClinicalInfo:
+    kept = {}
+    for name, value in fields.items():
+        try:
+            ClinicalInfo(**{name: value})
+            kept[name] = value
+        except InputError:
+            kept[name] = None
+    return ClinicalInfo(**kept)
+
+
+SECTION_THICKNESS_MM = 33.0
+
+
+def c3_section_mask(ct: sitk.Image, c3_slice_k: int, hu: np.ndarray | None = None,
+                    thickness_mm: float = SECTION_THICKNESS_MM) -> np.ndarray:
+    """The C3 section label: a slab centred on the C3 slice, inside the body mask.
+
+    Returned in SimpleITK array order (k, j, i) on the CT's own grid, as uint8.
+    """
+    hu = sitk.GetArrayViewFromImage(ct) if hu is None else hu
+    zs = np.array([slice_z_mm(ct, k) for k in range(ct.GetSize()[2])])
+    in_slab = np.abs(zs - zs[c3_slice_k]) <= thickness_mm / 2.0
+    mask = np.zeros(hu.shape, dtype=np.uint8)
+    mask[in_slab] = body_mask(np.asarray(hu[in_slab]))
+    return mask
+
+
+def check_same_grid(image: sitk.Image, ct: sitk.Image, what: str = "the mask") -> None:
+    """Refuse a mask that was not made on this CT's voxel grid."""
+    checks = {"size": (image.GetSize(), ct.GetSize(), 0.0),
+              "spacing": (image.GetSpacing(), ct.GetSpacing(), 1e-3),
+              "origin": (image.GetOrigin(), ct.GetOrigin(), 1e-2),
+              "orientation": (image.GetDirection(), ct.GetDirection(), 1e-3)}
+    for name, (got, expected, tolerance) in checks.items():
+        if len(got) != len(expected) or not np.allclose(got, expected, atol=tolerance, rtol=0):
+            raise InputError(f"{what} does not lie on the CT's grid ({name} {_fmt(got)} vs "
+                             f"{_fmt(expected)}): export the mask from the same CT series.")
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
+    """A label image on the CT's grid, as a (k, j, i) bool array (any non-zero label)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist: check the path to the mask.")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"{path} could not be read as an image: use NIfTI, NRRD or MHA.") from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    check_same_grid(image, ct, f"the mask {path.name}")
+    return sitk.GetArrayFromImage(image) != 0

@@ -1,0 +1,112 @@
+"""Muscle measures at C3 and the L3 estimate (Swartz et al. 2016) with Prado cut-offs.
+
+Missing clinical fields leave the dependent values as None: a measure is never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+MUSCLE_HU_RANGE = (-29.0, 150.0)
+# Prado et al. 2008 lumbar SMI cut-offs (cm^2/m^2) for depleted skeletal muscle.
+SMI_CUTOFF_CM2_M2 = {"M": 52.4, "F": 38.5}
+_SEX_CODE = {"F": 1, "M": 2}  # coding of the L3 regression (female 1, male 2)
+
+
+@dataclass(frozen=True)
+class ClinicalInfo:
+    """Patient fields the L3 estimate needs; any may be unknown (None)."""
+
+    age_years: float | None = None
+    sex: str | None = None  # "M" or "F"
+    height_cm: float | None = None
+    weight_kg: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_range("age", self.age_years, 18, 110, "years")
+        _check_range("height", self.height_cm, 100, 230, "cm (give centimetres, not metres)")
+        _check_range("weight", self.weight_kg, 25, 300, "kg")
+        if self.sex is not None and self.sex not in _SEX_CODE:
+            raise InputError(f"sex must be 'M' or 'F', got {self.sex!r}.")
+
+
+def _check_range(name: str, value: float | None, low: float, high: float, unit: str) -> None:
+    if value is None:
+        return
+    if not np.isfinite(value) or not low <= value <= high:
+        raise InputError(f"{name} {value} is implausible: expected {low}-{high} {unit}.")
+
+
+def parse_sex(text: str | None) -> str | None:
+    """'M'/'F' from the spellings found in DICOM tags and clinical tables; None if unknown."""
+    if text is None:
+        return None
+    key = str(text).strip().upper()
+    if key in ("M", "MALE", "MAN", "2"):
+        return "M"
+    if key in ("F", "FEMALE", "WOMAN", "1"):
+        return "F"
+    if key in ("", "O", "U", "OTHER", "UNKNOWN", "NAN"):
+        return None
+    raise InputError(f"sex {text!r} not understood: use M or F.")
+
+
+@dataclass(frozen=True)
+class SarcopeniaMeasures:
+    """Result of measuring one C3 slice."""
+
+    muscle_csa_cm2: float
+    muscle_mean_hu: float | None
+    l3_csa_cm2: float | None
+    smi_cm2_m2: float | None
+    muscle_status: str | None  # "depleted", "normal" or None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def muscle_csa_cm2(mask: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> float:
+    """Area of a 2D mask; the pixel area comes from the CT's own spacing."""
+    pixel_area_mm2 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1])
+    return float(np.count_nonzero(mask)) * pixel_area_mm2 / 100.0
+
+
+def l3_csa_cm2(c3_csa_cm2: float, age_years: float, weight_kg: float, sex: str) -> float:
+    """L3 muscle area from C3 (Swartz et al. 2016, as used by Naser et al. 2022)."""
+    return (27.304 + 1.363 * c3_csa_cm2 - 0.671 * age_years + 0.640 * weight_kg
+            + 26.422 * _SEX_CODE[sex])
+
+
+def smi_cm2_m2(l3_csa: float, height_cm: float) -> float:
+    """Lumbar skeletal muscle index: L3 area over height squared."""
+    return l3_csa / (height_cm / 100.0) ** 2
+
+
+def muscle_status(smi: float | None, sex: str | None) -> str | None:
+    """'depleted' below the Prado cut-off for the sex, else 'normal'; None if unknown."""
+    if smi is None or sex is None:
+        return None
+    return "depleted" if smi < SMI_CUTOFF_CM2_M2[sex] else "normal"
+
+
+def measure_slice(hu_slice: np.ndarray, muscle_mask: np.ndarray,
+                  pixel_spacing_mm: tuple[float, float],
+                  clinical: ClinicalInfo) -> SarcopeniaMeasures:
+    """All measures from one axial slice (HU) and its muscle mask on the same grid."""
+    if hu_slice.shape != muscle_mask.shape:
+        raise InputError(f"the muscle mask ({muscle_mask.shape}) does not match the CT slice "
+                         f"({hu_slice.shape}): use a mask made on this CT's grid.")
+    mask = muscle_mask.astype(bool)
+    if not mask.any():
+        raise InputError("the muscle mask is empty on the C3 slice: check the slice or the mask.")
+    csa = muscle_csa_cm2(mask, pixel_spacing_mm)
+    mean_hu = float(hu_slice[mask].mean())
+    l3 = None
+    if None not in (clinical.age_years, clinical.weight_kg, clinical.sex):
+        l3 = l3_csa_cm2(csa, clinical.age_years, clinical.weight_kg, clinical.sex)
+    smi = smi_cm2_m2(l3, clinical.height_cm) if l3 is not None and clinical.height_cm else None
+    return SarcopeniaMeasures(csa, mean_hu, l3, smi, muscle_status(smi, clinical.sex))

@@ -1,0 +1,150 @@
+"""Networks, presets and the model folder format.
+
+A model folder holds ``model_card.json`` (what the model is, how and on what it was trained,
+its held-out metrics) and one ``fold<i>.pt`` state dict per cross-validation fold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from monai.networks.nets import UNet
+
+from .errors import InputError
+from .fileio import write_atomic, write_text_atomic
+
+CARD_NAME = "model_card.json"
+STAGES = ("section", "muscle")
+# Architectures. "paper": Naser et al. 2022 as far as the paper states it (1 mm, 96-voxel
+# patches); channels, strides and residual units are our assumption (appendix unavailable).
+PRESETS: dict[tuple[str, str], dict] = {
+    ("section", "paper"): dict(spacing_mm=1.0, patch_size=[96, 96, 96],
+                               channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2],
+                               num_res_units=2),
+    ("section", "fast"): dict(spacing_mm=3.0, patch_size=[64, 64, 64],
+                              channels=[8, 16, 32, 64], strides=[2, 2, 2], num_res_units=1),
+    ("muscle", "paper"): dict(spacing_mm=1.0, patch_size=[96, 96],
+                              channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2],
+                              num_res_units=2),
+}
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild, apply and judge a trained ensemble."""
+
+    stage: str
+    preset: str
+    spacing_mm: float
+    patch_size: list[int]
+    channels: list[int]
+    strides: list[int]
+    num_res_units: int
+    folds: int = 5
+    seed: int = 0
+    iterations: int = 0
+    command: str = ""
+    trained_on: str = ""
+    synthetic: bool = True
+    training_cases: int = 0
+    metrics: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.patch_size)
+
+    @classmethod
+    def from_preset(cls, stage: str, preset: str, **fields) -> "ModelCard":
+        if (stage, preset) not in PRESETS:
+            known = ", ".join(f"{s}/{p}" for s, p in PRESETS)
+            raise InputError(f"no preset {preset!r} for stage {stage!r}; known: {known}.")
+        return cls(stage=stage, preset=preset, **PRESETS[(stage, preset)], **fields)
+
+    def save(self, folder: Path) -> None:
+        write_text_atomic(folder / CARD_NAME, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelCard":
+        path = folder / CARD_NAME
+        if not path.is_file():
+            raise InputError(f"{folder} is not a model folder (no {CARD_NAME}): point --models "
+                             "to a folder made by 'c3sarcopenia train'.")
+        return cls(**json.loads(path.read_text()))
+
+
+def build_unet(card: ModelCard) -> torch.nn.Module:
+    """MONAI residual UNet: one CT channel in, background/foreground out."""
+    return UNet(spatial_dims=card.spatial_dims, in_channels=1, out_channels=2,
+                channels=card.channels, strides=card.strides,
+                num_res_units=card.num_res_units, norm="instance")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """'cuda' when asked for or when present and nothing was asked; the CPU otherwise."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available: use "
+                         "--device cpu.")
+    return torch.device(name)
+
+
+@dataclass
+class Ensemble:
+    """The folds of one stage, loaded and ready for inference."""
+
+    card: ModelCard
+    nets: list[torch.nn.Module]
+    device: torch.device
+    folder: Path
+
+
+def fold_weights_path(folder: Path, fold: int) -> Path:
+    return folder / f"fold{fold}.pt"
+
+
+def save_fold_weights(net: torch.nn.Module, folder: Path, fold: int) -> None:
+    """Half-precision weights: the shipped ensembles stay small, accuracy is unchanged."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    write_atomic(fold_weights_path(folder, fold), lambda tmp: torch.save(state, tmp))
+
+
+def load_ensemble(folder: str | Path, device: str | None = None,
+                  n_folds: int | None = None) -> Ensemble:
+    """Load a model folder; ``n_folds`` uses only the first folds (faster, less robust)."""
+    folder = Path(folder)
+    card = ModelCard.load(folder)
+    paths = sorted(folder.glob("fold*.pt"), key=lambda p: int(p.stem[4:]))
+    if n_folds is not None:
+        paths = paths[:n_folds]
+    if not paths:
+        raise InputError(f"{folder} has no trained folds (fold*.pt): train it first.")
+    torch_device = resolve_device(device)
+    return Ensemble(card, [load_fold_net(card, path, torch_device) for path in paths],
+                    torch_device, folder)
+
+
+def load_fold_net(card: ModelCard, path: Path, device: torch.device) -> torch.nn.Module:
+    """One fold's network in evaluation mode, weights back in full precision."""
+    net = build_unet(card)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return net.to(device).eval()
+
+
+def default_models_dir() -> Path:
+    """The shipped models: $C3SARCOPENIA_MODELS, else ``models/`` of the source tree or the
+    Slicer module's resources."""
+    if os.environ.get("C3SARCOPENIA_MODELS"):
+        return Path(os.environ["C3SARCOPENIA_MODELS"])
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "models", here.parent / "Resources" / "models"):
+        if (candidate / "section").is_dir():
+            return candidate
+    return here.parents[1] / "models"
+

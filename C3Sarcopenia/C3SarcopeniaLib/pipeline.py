@@ -1,0 +1,237 @@
+"""The two stages of Naser et al. 2022 and the whole prediction.
+
+Stage 1 segments the C3 section (a 33 mm slab) in 3D; its centre of mass gives the C3 slice.
+Stage 2 segments skeletal muscle on that slice in 2D. Each stage is an ensemble of folds
+combined by per-voxel majority vote. Results are mapped back to the CT's own grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+
+from . import imaging
+from .errors import InputError
+from .measures import MUSCLE_HU_RANGE, ClinicalInfo, SarcopeniaMeasures, measure_slice
+from .models import Ensemble
+
+Progress = Callable[[float, str], None]
+# Half a vertebra plus disc: folds further apart than this disagree on the level.
+FOLD_DISAGREEMENT_MM = 10.0
+MIN_SECTION_MM = 11.0  # a third of the section: less is a sliver, not C3
+THIN_SECTION_MM = 0.8 * imaging.SECTION_THICKNESS_MM
+
+
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
+
+
+@dataclass
+class NetworkInput:
+    """A CT resampled for a network: normalised array plus the grid it lives on."""
+
+    image: np.ndarray     # normalised to [-1, 1], SimpleITK array order
+    grid: sitk.Image      # geometry of ``image`` (its pixels are HU)
+    body: np.ndarray      # body mask on that grid
+
+
+def section_network_input(ct: sitk.Image, spacing_mm: float) -> NetworkInput:
+    """Stage-1 input: LPS-aligned isotropic grid, cropped to the body to save work."""
+    grid = imaging.resample_to_lps_grid(ct, spacing_mm)
+    hu = sitk.GetArrayFromImage(grid)
+    body = imaging.body_mask(hu)
+    if not body.any():
+        raise InputError("no body found in the CT (nothing above -500 HU): is this a CT in "
+                         "Hounsfield units?")
+    nz = np.nonzero(body)
+    low = [int(a.min()) for a in nz]
+    high = [int(a.max()) + 1 for a in nz]
+    # SimpleITK slicing is (x, y, z); numpy is (z, y, x).
+    grid = grid[low[2]:high[2], low[1]:high[1], low[0]:high[0]]
+    crop = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+    return NetworkInput(imaging.normalise_hu(hu[crop]), grid, body[crop])
+
+
+def muscle_network_input(ct: sitk.Image, slice_k: int, spacing_mm: float) -> NetworkInput:
+    """Stage-2 input: the C3 slice resampled in-plane to the model's spacing."""
+    grid = imaging.resample_to_lps_grid(ct[:, :, slice_k], spacing_mm)
+    hu = sitk.GetArrayFromImage(grid)
+    return NetworkInput(imaging.normalise_hu(hu), grid, hu > imaging.BODY_THRESHOLD_HU)
+
+
+def fold_masks(ensemble: Ensemble, image: np.ndarray, progress: Progress | None = None,
+               span: tuple[float, float] = (0.0, 1.0), label: str = "") -> list[np.ndarray]:
+    """Each fold's foreground mask from sliding-window inference over the whole image."""
+    x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(ensemble.device)
+    masks = []
+    step = (span[1] - span[0]) / len(ensemble.nets)
+    with torch.inference_mode():
+        for i, net in enumerate(ensemble.nets):
+            _report(progress, span[0] + i * step, f"{label}: fold {i + 1}/{len(ensemble.nets)}")
+            logits = sliding_window_inference(x, ensemble.card.patch_size, sw_batch_size=4,
+                                              predictor=net, overlap=0.25, mode="gaussian")
+            masks.append(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+    return masks
+
+
+def vote_fraction(masks: list[np.ndarray]) -> np.ndarray:
+    return np.mean(masks, axis=0, dtype=np.float32)
+
+
+def _to_ct_grid(fraction: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """Majority vote on the reference grid: interpolate the vote fraction, keep > 1/2."""
+    image = sitk.GetImageFromArray(fraction.astype(np.float32))
+    image.CopyInformation(grid)
+    resampled = imaging.resample_like(image, reference, sitk.sitkLinear)
+    return sitk.GetArrayFromImage(resampled) > 0.5
+
+
+@dataclass
+class SectionResult:
+    section_mask: np.ndarray     # uint8, (k, j, i) on the CT's own grid
+    c3_slice_k: int
+    c3_slice_z_mm: float
+    fold_slice_ks: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _centre_z_mm(mask: np.ndarray, zs_mm: np.ndarray) -> float:
+    """Centre of mass along patient z of a (k, j, i) mask whose slices sit at ``zs_mm``."""
+    counts = mask.reshape(mask.shape[0], -1).sum(axis=1).astype(float)
+    return float((counts * zs_mm).sum() / counts.sum())
+
+
+def _grid_zs_mm(image: sitk.Image) -> np.ndarray:
+    return np.array([imaging.slice_z_mm(image, k) for k in range(image.GetSize()[2])])
+
+
+def find_c3_section(ct: sitk.Image, models: Ensemble,
+                    progress: Progress | None = None) -> SectionResult:
+    """Stage 1: the C3 section and, at its centre of mass, the C3 slice of the CT."""
+    if ct.GetSize()[2] < 2:
+        raise InputError("this CT has a single slice: give the C3 slice yourself "
+                         "(--slice-k 0) to measure it.")
+    _report(progress, 0.0, "Finding C3: preparing the CT")
+    net_input = section_network_input(ct, models.card.spacing_mm)
+    masks = fold_masks(models, net_input.image, progress, (0.05, 0.9), "Finding C3")
+    masks = [m & net_input.body for m in masks]
+    _report(progress, 0.9, "Finding C3: mapping the section to the CT")
+    section = _to_ct_grid(vote_fraction(masks), net_input.grid, ct)
+    zs_ct = _grid_zs_mm(ct)
+    in_section = np.flatnonzero(section.any(axis=(1, 2)))
+    if in_section.size:
+        section[in_section] &= imaging.body_mask(sitk.GetArrayViewFromImage(ct)[in_section])
+    extent_mm = _extent_mm(zs_ct, np.flatnonzero(section.any(axis=(1, 2))))
+    if extent_mm < MIN_SECTION_MM:
+        raise InputError("C3 was not found in this CT: the field of view does not seem to "
+                         "reach the C3 vertebra. Check the scan covers the neck from the skull "
+                         "base to below C4, or give the slice with --slice-k.")
+    c3_z = _centre_z_mm(section, zs_ct)
+    c3_k = imaging.nearest_slice_k(ct, c3_z)
+    zs_grid = _grid_zs_mm(net_input.grid)
+    fold_zs = [_centre_z_mm(m, zs_grid) for m in masks if m.any()]
+    fold_ks = [imaging.nearest_slice_k(ct, z) for z in fold_zs]
+    warnings = _section_warnings(extent_mm, fold_zs, len(masks), section, zs_ct)
+    _report(progress, 1.0, f"C3 slice: {c3_k}")
+    return SectionResult(section.astype(np.uint8), c3_k, imaging.slice_z_mm(ct, c3_k),
+                         fold_ks, warnings)
+
+
+def _extent_mm(zs_mm: np.ndarray, slices: np.ndarray) -> float:
+    if slices.size == 0:
+        return 0.0
+    spacing = float(np.median(np.abs(np.diff(zs_mm)))) if zs_mm.size > 1 else 0.0
+    return float(abs(zs_mm[slices[-1]] - zs_mm[slices[0]])) + spacing
+
+
+def _section_warnings(extent_mm: float, fold_zs: list[float], n_folds: int,
+                      section: np.ndarray, zs_ct: np.ndarray) -> list[str]:
+    """Reasons a reviewer should look at the chosen level before trusting it."""
+    warnings = []
+    if len(fold_zs) < n_folds:
+        warnings.append(f"only {len(fold_zs)} of {n_folds} folds found a C3 section: "
+                        "review the level.")
+    if fold_zs and max(fold_zs) - min(fold_zs) > FOLD_DISAGREEMENT_MM:
+        warnings.append(f"the folds disagree on the C3 level by "
+                        f"{max(fold_zs) - min(fold_zs):.0f} mm (more than half a vertebra): "
+                        "review the level.")
+    if extent_mm < THIN_SECTION_MM:
+        warnings.append(f"the C3 section is only {extent_mm:.0f} mm thick (expected "
+                        f"{imaging.SECTION_THICKNESS_MM:.0f} mm): review the level.")
+    occupied = section.any(axis=(1, 2))
+    if occupied[0] or occupied[-1]:
+        warnings.append("the C3 section reaches the edge of the scan: C3 may be partly "
+                        "outside the field of view; review the level.")
+    return warnings
+
+
+def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Stage 2: skeletal muscle on slice k, as a (j, i) uint8 mask on the CT's own pixels.
+
+    The prediction is kept within the muscle HU range (-29 to 150), like manual contours.
+    """
+    if not 0 <= c3_slice_k < ct.GetSize()[2]:
+        raise InputError(f"slice {c3_slice_k} is outside this CT, which has slices 0 to "
+                         f"{ct.GetSize()[2] - 1}.")
+    net_input = muscle_network_input(ct, c3_slice_k, models.card.spacing_mm)
+    masks = fold_masks(models, net_input.image, progress, (0.0, 1.0), "Segmenting muscle")
+    ct_slice = ct[:, :, c3_slice_k]
+    muscle = _to_ct_grid(vote_fraction(masks), net_input.grid, ct_slice)
+    hu = sitk.GetArrayViewFromImage(ct_slice)
+    muscle &= (hu >= MUSCLE_HU_RANGE[0]) & (hu <= MUSCLE_HU_RANGE[1])
+    _report(progress, 1.0, "Muscle segmented")
+    return muscle.astype(np.uint8)
+
+
+@dataclass
+class Prediction:
+    """What a prediction or a measurement gives for one CT."""
+
+    c3_slice_k: int
+    c3_slice_z_mm: float
+    measures: SarcopeniaMeasures
+    muscle_slice_mask: np.ndarray          # (j, i) on slice k of the CT
+    section_mask: np.ndarray | None = None  # (k, j, i), None when stage 1 was skipped
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"c3_slice_k": self.c3_slice_k, "c3_slice_z_mm": self.c3_slice_z_mm,
+                **self.measures.as_dict(), "warnings": list(self.warnings)}
+
+
+def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray,
+                     clinical: ClinicalInfo, section_mask: np.ndarray | None = None,
+                     warnings: list[str] | None = None) -> Prediction:
+    """Measures of a muscle mask on slice k, with the pixel area of the CT's own grid."""
+    hu = sitk.GetArrayViewFromImage(ct)[slice_k]
+    measures = measure_slice(hu, muscle_slice_mask, imaging.pixel_spacing_mm(ct), clinical)
+    return Prediction(slice_k, imaging.slice_z_mm(ct, slice_k), measures, muscle_slice_mask,
+                      section_mask, list(warnings or []))
+
+
+def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
+            section_models: Ensemble | None = None, slice_k: int | None = None,
+            progress: Progress | None = None) -> Prediction:
+    """Both stages and the measures; with ``slice_k`` the user's slice replaces stage 1."""
+    warnings = []
+    section = None
+    if slice_k is None:
+        if section_models is None:
+            raise InputError("no C3 slice given and no section model to find it.")
+        found = find_c3_section(ct, section_models,
+                                lambda f, m: _report(progress, 0.8 * f, m))
+        slice_k, section, warnings = found.c3_slice_k, found.section_mask, found.warnings
+    used = [muscle_models] + ([section_models] if section is not None else [])
+    if any(models.card.synthetic for models in used):
+        warnings.append("the models were trained on synthetic phantoms, not patients: "
+                        "review the slice and the muscle before clinical use.")
+    muscle = segment_muscle(ct, slice_k, muscle_models,
+                            lambda f, m: _report(progress, 0.8 + 0.2 * f, m))
+    return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings)
