@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, phantom
+from . import imaging
 from .errors import InputError
 from .measures import ClinicalInfo, parse_sex
 
@@ -203,9 +203,11 @@ def _add_phantom(subparsers) -> None:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
+    from .phantom import write_phantom_cohort
+
     if args.n < 1:
         raise InputError("--n must be at least 1.")
-    manifest = phantom.write_phantom_cohort(
+    manifest = write_phantom_cohort(
         args.n, args.seed, args.out,
         progress=lambda done, total: print(f"phantom {done}/{total}", file=sys.stderr))
     print(f"Wrote {args.n} phantoms and {manifest}")
