@@ -1,0 +1,181 @@
+"""The validation of Naser et al. 2022 on any manifest with true labels.
+
+Per case: section DSC (ensemble and each fold), C3 slice error in mm, muscle DSC on the true
+slice (Pred_GT), and CSA / SMI on the true slice and on the automatically chosen slice
+(Pred_C3). Per cohort: means and SDs, Pearson r, two-sided Wilcoxon signed-rank tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import stats
+
+from . import imaging
+from .errors import InputError
+from .evaluation_figures import write_figures
+from .fileio import write_text_atomic
+from .measures import ClinicalInfo, measure_slice, parse_sex
+from .models import Ensemble
+from .pipeline import find_c3_section, fold_masks, section_network_input, segment_muscle
+from .training import dice, read_manifest
+
+
+@dataclass
+class CaseEvaluation:
+    case_id: str
+    sex: str | None
+    true_slice_k: int
+    auto_slice_k: int | None = None
+    slice_error_mm: float | None = None
+    section_dsc: float | None = None
+    section_dsc_folds: list[float] = field(default_factory=list)
+    muscle_dsc: float | None = None          # on the true slice
+    csa_true_cm2: float | None = None
+    csa_pred_gt_cm2: float | None = None     # predicted muscle on the true slice
+    csa_pred_c3_cm2: float | None = None     # predicted muscle on the chosen slice
+    smi_true: float | None = None
+    smi_pred_gt: float | None = None
+    smi_pred_c3: float | None = None
+    error: str | None = None
+
+
+def _clinical(row: dict) -> ClinicalInfo:
+    def number(key):
+        value = row.get(key, "")
+        return float(value) if value not in ("", None) else None
+
+    return ClinicalInfo(number("age"), parse_sex(row.get("sex")), number("height_cm"),
+                        number("weight_kg"))
+
+
+def evaluate_case(row: dict, section_models: Ensemble, muscle_models: Ensemble) -> CaseEvaluation:
+    ct = imaging.read_ct(row["ct"])
+    clinical = _clinical(row)
+    true_k = int(row["c3_slice_k"])
+    result = CaseEvaluation(row["case_id"], clinical.sex, true_k)
+    hu = sitk.GetArrayViewFromImage(ct)
+    spacing = imaging.pixel_spacing_mm(ct)
+    true_muscle = imaging.read_mask(row["muscle_mask"], ct)[true_k]
+    truth = measure_slice(hu[true_k], true_muscle, spacing, clinical)
+    result.csa_true_cm2, result.smi_true = truth.muscle_csa_cm2, truth.smi_cm2_m2
+    pred_gt = segment_muscle(ct, true_k, muscle_models)
+    result.muscle_dsc = dice(pred_gt, true_muscle)
+    if pred_gt.any():
+        measured = measure_slice(hu[true_k], pred_gt, spacing, clinical)
+        result.csa_pred_gt_cm2, result.smi_pred_gt = measured.muscle_csa_cm2, measured.smi_cm2_m2
+    if row.get("section_mask"):
+        true_section = imaging.read_mask(row["section_mask"], ct)
+        section = find_c3_section(ct, section_models)
+        result.auto_slice_k = section.c3_slice_k
+        result.slice_error_mm = abs(section.c3_slice_z_mm - imaging.slice_z_mm(ct, true_k))
+        result.section_dsc = dice(section.section_mask, true_section)
+        result.section_dsc_folds = _fold_dscs(ct, section_models, row["section_mask"])
+        pred_c3 = segment_muscle(ct, section.c3_slice_k, muscle_models)
+        if pred_c3.any():
+            auto = measure_slice(hu[section.c3_slice_k], pred_c3, spacing, clinical)
+            result.csa_pred_c3_cm2, result.smi_pred_c3 = auto.muscle_csa_cm2, auto.smi_cm2_m2
+    return result
+
+
+def _fold_dscs(ct: sitk.Image, models: Ensemble, section_path: str) -> list[float]:
+    """Each fold's section DSC on the network grid, for the per-fold box plots."""
+    net_input = section_network_input(ct, models.card.spacing_mm)
+    label = sitk.ReadImage(section_path, sitk.sitkUInt8)
+    label = sitk.GetArrayFromImage(imaging.resample_like(label, net_input.grid))
+    return [dice(m & net_input.body, label) for m in fold_masks(models, net_input.image)]
+
+
+def _paired(cases: list[CaseEvaluation], a: str, b: str, sex: str | None = None):
+    pairs = [(getattr(c, a), getattr(c, b)) for c in cases
+             if getattr(c, a) is not None and getattr(c, b) is not None
+             and (sex is None or c.sex == sex)]
+    return np.array(pairs, dtype=float).reshape(-1, 2)
+
+
+def _pearson(pairs: np.ndarray) -> tuple[float | None, float | None]:
+    if len(pairs) < 3 or np.ptp(pairs[:, 0]) == 0 or np.ptp(pairs[:, 1]) == 0:
+        return None, None
+    r, p = stats.pearsonr(pairs[:, 0], pairs[:, 1])
+    return float(r), float(p)
+
+
+def _wilcoxon(pairs: np.ndarray) -> float | None:
+    if len(pairs) < 3 or np.allclose(pairs[:, 0], pairs[:, 1]):
+        return None
+    return float(stats.wilcoxon(pairs[:, 0], pairs[:, 1]).pvalue)
+
+
+def _mean_sd(values: list) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
+    ok = [c for c in cases if c.error is None]
+    metrics: dict = {"n_cases": len(ok), "n_failed": len(cases) - len(ok)}
+    for name in ("section_dsc", "muscle_dsc", "slice_error_mm"):
+        metrics[f"{name}_mean"], metrics[f"{name}_sd"] = _mean_sd([getattr(c, name) for c in ok])
+    errors = [c.slice_error_mm for c in ok if c.slice_error_mm is not None]
+    metrics["slice_error_mm_median"] = float(np.median(errors)) if errors else None
+    metrics["slice_error_mm_max"] = float(np.max(errors)) if errors else None
+    for label, column in (("gt", "csa_pred_gt_cm2"), ("auto", "csa_pred_c3_cm2")):
+        pairs = _paired(ok, "csa_true_cm2", column)
+        metrics[f"csa_pearson_r_{label}"], metrics[f"csa_pearson_p_{label}"] = _pearson(pairs)
+        metrics[f"csa_wilcoxon_p_{label}"] = _wilcoxon(pairs)
+        diff = 100 * np.abs(pairs[:, 1] - pairs[:, 0]) / pairs[:, 0] if len(pairs) else []
+        metrics[f"csa_abs_diff_percent_median_{label}"] = (float(np.median(diff))
+                                                           if len(diff) else None)
+    for label, column in (("gt", "smi_pred_gt"), ("auto", "smi_pred_c3")):
+        metrics[f"smi_pearson_r_{label}"] = _pearson(_paired(ok, "smi_true", column))[0]
+        for sex, word in (("M", "male"), ("F", "female")):
+            metrics[f"smi_wilcoxon_p_{label}_{word}"] = _wilcoxon(
+                _paired(ok, "smi_true", column, sex))
+            metrics[f"csa_wilcoxon_p_{label}_{word}"] = _wilcoxon(
+                _paired(ok, "csa_true_cm2", "csa_pred_gt_cm2" if label == "gt"
+                        else "csa_pred_c3_cm2", sex))
+    return metrics
+
+
+def write_cases_csv(cases: list[CaseEvaluation], path: Path) -> None:
+    rows = [asdict(c) for c in cases]
+    for row in rows:
+        row["section_dsc_folds"] = " ".join(f"{v:.4f}" for v in row["section_dsc_folds"])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble,
+             muscle_models: Ensemble,
+             progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Evaluate every case (a failing case is recorded, the rest go on); write the report."""
+    out_dir = Path(out_dir)
+    rows = read_manifest(manifest)
+    cases = []
+    for i, row in enumerate(rows):
+        if progress:
+            progress(i, len(rows), row["case_id"])
+        try:
+            cases.append(evaluate_case(row, section_models, muscle_models))
+        except InputError as error:
+            cases.append(CaseEvaluation(row["case_id"], None, int(row["c3_slice_k"]),
+                                        error=str(error)))
+    metrics = cohort_metrics(cases)
+    metrics["models"] = {"section": str(section_models.folder),
+                         "muscle": str(muscle_models.folder)}
+    write_figures(cases, out_dir)
+    write_cases_csv(cases, out_dir / "cases.csv")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
