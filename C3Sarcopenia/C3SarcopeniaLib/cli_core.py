@@ -11,11 +11,7 @@ import numpy as np
 from . import imaging
 from .errors import InputError
 from .measures import ClinicalInfo, parse_sex
-
-SAMPLE_CT = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / \
-    "c3sarcopenia_sample_ct.nii.gz"
-# The sample's clinical fields, as a user would type them (see Resources/SampleData/README.md).
-SAMPLE_CLINICAL = {"age": 61, "sex": "M", "height_cm": 174, "weight_kg": 71}
+from .sample_data import SAMPLE_CLINICAL, SAMPLE_CT
 
 
 def register(subparsers) -> None:

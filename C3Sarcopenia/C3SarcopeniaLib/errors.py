@@ -1,4 +1,4 @@
-"""The one error type a user sees: what is wrong with the input and what to do about it."""
+"""What a user is told: bad input (and what to do about it), cancellation, review warnings."""
 
 
 class InputError(ValueError):
@@ -10,3 +10,7 @@ class InputError(ValueError):
 
 class Cancelled(Exception):
     """Raised from a progress callback to stop a long computation at the user's request."""
+
+
+SYNTHETIC_MODELS_WARNING = ("the models were trained on synthetic phantoms, not patients: "
+                            "review the slice and the muscle before clinical use.")

@@ -89,8 +89,8 @@ def resolve_device(name: str | None = None) -> torch.device:
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available: use "
-                         "--device cpu.")
+        raise InputError("the CUDA GPU device was chosen but no CUDA GPU is available: choose "
+                         "the CPU (or 'auto') as the device.")
     return torch.device(name)
 
 

@@ -16,7 +16,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from . import imaging
-from .errors import InputError
+from .errors import SYNTHETIC_MODELS_WARNING, InputError
 from .measures import MUSCLE_HU_RANGE, ClinicalInfo, SarcopeniaMeasures, measure_slice
 from .models import Ensemble
 
@@ -230,8 +230,7 @@ def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
         slice_k, section, warnings = found.c3_slice_k, found.section_mask, found.warnings
     used = [muscle_models] + ([section_models] if section is not None else [])
     if any(models.card.synthetic for models in used):
-        warnings.append("the models were trained on synthetic phantoms, not patients: "
-                        "review the slice and the muscle before clinical use.")
+        warnings.append(SYNTHETIC_MODELS_WARNING)
     muscle = segment_muscle(ct, slice_k, muscle_models,
                             lambda f, m: _report(progress, 0.8 + 0.2 * f, m))
     return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings)
