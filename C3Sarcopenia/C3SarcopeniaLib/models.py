@@ -66,7 +66,41 @@ class ModelCard:
         return cls(stage=stage, preset=preset, **PRESETS[(stage, preset)], **fields)
 
     def save(self, folder: Path) -> None:
+        """The JSON the code reads, and MODEL_CARD.md for people, always in step."""
         write_text_atomic(folder / CARD_NAME, json.dumps(asdict(self), indent=2) + "\n")
+        write_text_atomic(folder / "MODEL_CARD.md", self.markdown())
+
+    def markdown(self) -> str:
+        data = ("**Trained on synthetic neck CT phantoms, not on patients.** Its accuracy on "
+                "phantoms says nothing about its accuracy on patients' CTs."
+                if self.synthetic else "Trained on the data described below.")
+        metrics = "\n".join(f"- {name}: `{json.dumps(value)}`"
+                            for name, value in self.metrics.items()) or "- none recorded yet"
+        notes = "\n".join(f"- {note}" for note in self.notes)
+        return f"""# Model card: {self.stage} stage ({self.preset} preset)
+
+{data}
+
+| | |
+|---|---|
+| stage | {self.stage} ({'3D C3 section' if self.stage == 'section' else '2D skeletal muscle'}) |
+| network | MONAI residual UNet, channels {self.channels}, strides {self.strides}, \
+{self.num_res_units} residual unit(s), instance norm |
+| grid | {self.spacing_mm} mm isotropic, patches {self.patch_size} |
+| ensemble | {self.folds}-fold cross-validation, per-voxel majority vote |
+| iterations per fold | {self.iterations} |
+| training data | {self.trained_on} ({self.training_cases} cases) |
+| seed | {self.seed} |
+| command | `{self.command}` |
+
+## Metrics
+{metrics}
+
+## Notes
+- Architecture details beyond the paper's text (channels, strides, residual units) are our
+  assumption: the appendix of Naser et al. 2022 was not available.
+{notes}
+"""
 
     @classmethod
     def load(cls, folder: Path) -> "ModelCard":

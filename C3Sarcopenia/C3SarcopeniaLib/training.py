@@ -277,7 +277,7 @@ def train(manifest: str | Path, stage: str, out: str | Path, preset: str, folds:
     for fold, (train_idx, val_idx) in enumerate(fold_split(len(cases), folds, seed)):
         if _metrics_path(out, fold).is_file():
             log(f"fold {fold}: already trained, skipped")
-            losses[fold] = torch.load(_checkpoint_path(out, fold), weights_only=False)["losses"]
+            losses[fold] = json.loads(_metrics_path(out, fold).read_text())["losses"]
             continue
         started = time.time()
         progress = progress_factory(iterations, f"fold {fold}") if progress_factory else None
@@ -287,7 +287,9 @@ def train(manifest: str | Path, stage: str, out: str | Path, preset: str, folds:
         metrics = validate_fold(card, out, fold, [cases[i] for i in val_idx], torch_device)
         metrics["train_seconds"] = round(time.time() - started, 1)
         metrics["validation_cases"] = [cases[i].case_id for i in val_idx]
+        metrics["losses"] = [round(v, 5) for v in state.losses]
         write_text_atomic(_metrics_path(out, fold), json.dumps(metrics, indent=2) + "\n")
+        _checkpoint_path(out, fold).unlink()  # the fold is done: weights and metrics remain
         log(f"fold {fold}: validation DSC {metrics['dsc_mean']:.3f}")
     save_training_curve(out, losses)
     card.metrics["cross_validation"] = _summarise_folds(out, folds)

@@ -1,0 +1,66 @@
+"""Training protocol: the loss falls, checkpoints resume, folds validate, the card records."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from C3SarcopeniaLib import training
+from C3SarcopeniaLib.errors import InputError
+from C3SarcopeniaLib.models import ModelCard, load_ensemble
+
+
+def test_fold_split_is_a_partition():
+    splits = training.fold_split(11, 5, seed=3)
+    validation = sorted(i for _, val in splits for i in val)
+    assert validation == list(range(11))
+    for train_idx, val_idx in splits:
+        assert not set(train_idx) & set(val_idx) and len(train_idx) + len(val_idx) == 11
+    with pytest.raises(InputError, match="folds"):
+        training.fold_split(3, 5, seed=0)
+
+
+def test_learning_rate_drops_for_the_last_sixth():
+    rates = [training.learning_rate(i, 600) for i in range(600)]
+    assert rates[:500] == [2e-4] * 500 and rates[500:] == [1e-4] * 100
+
+
+def test_muscle_training_loss_falls_and_resume_continues(tmp_path, phantom_cohort):
+    card = ModelCard.from_preset("muscle", "paper", seed=1)
+    cases = [training.prepare_muscle_case(row, card)
+             for row in training.read_manifest(phantom_cohort)[:3]]
+    device = torch.device("cpu")
+    first = training.train_fold(cases, card, 0, tmp_path, 25, device)
+    assert np.mean(first.losses[-5:]) < np.mean(first.losses[:5]) - 0.02
+    checkpoint = torch.load(tmp_path / "checkpoints" / "fold0.ckpt", weights_only=False)
+    assert checkpoint["iteration"] == 25 and len(checkpoint["losses"]) == 25
+    resumed = training.train_fold(cases, card, 0, tmp_path, 30, device)
+    assert resumed.iteration == 30 and resumed.losses[:25] == first.losses
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, phantom_cohort):
+    card = ModelCard.from_preset("muscle", "paper", seed=2)
+    cases = [training.prepare_muscle_case(row, card)
+             for row in training.read_manifest(phantom_cohort)[:2]]
+    device = torch.device("cpu")
+    unbroken = training.train_fold(cases, card, 0, tmp_path / "a", 8, device)
+    training.train_fold(cases, card, 0, tmp_path / "b", 4, device)  # "interrupted" at 4...
+    resumed = training.train_fold(cases, card, 0, tmp_path / "b", 8, device)  # ...resumed
+    assert np.allclose(resumed.losses, unbroken.losses, atol=1e-4)
+
+
+def test_train_writes_card_metrics_curve_and_refuses_mismatched_resume(tiny_models,
+                                                                       phantom_cohort):
+    for stage in ("section", "muscle"):
+        folder = tiny_models / stage
+        card = ModelCard.load(folder)
+        assert card.stage == stage and card.synthetic and card.training_cases == 5
+        assert "cross_validation" in card.metrics
+        assert (folder / "training_curve.png").stat().st_size > 1000
+        metrics = json.loads((folder / "fold1_metrics.json").read_text())
+        assert 0.0 <= metrics["dsc_mean"] <= 1.0 and metrics["n_validation"] >= 2
+        assert len(load_ensemble(folder).nets) == 2
+    with pytest.raises(InputError, match="preset"):
+        training.train(phantom_cohort, "section", tiny_models / "section", "paper", 2, 3, 0,
+                       "cpu", "test", "test", True, log=lambda m: None)
