@@ -188,10 +188,10 @@ def train_fold(train_cases: list[TrainingCase], card: ModelCard, fold: int, out:
         loss = loss_fn(net(image), label)
         loss.backward()
         optimiser.step()
-        state.losses.append(float(loss))
+        state.losses.append(loss.item())
         state.iteration += 1
         if progress:
-            progress(state.iteration, iterations, float(loss))
+            progress(state.iteration, iterations, state.losses[-1])
         if state.iteration % CHECKPOINT_EVERY == 0 or state.iteration == iterations:
             _save_checkpoint(checkpoint, net, optimiser, state)
     save_fold_weights(net, out, fold)
