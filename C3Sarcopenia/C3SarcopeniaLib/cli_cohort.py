@@ -1,14 +1,154 @@
-"""Sub-commands for a cohort, from a clinical table: survival by muscle status."""
+"""Sub-commands for a cohort: ingest an archive, measure a batch, evaluate against manual
+labels, and survival by muscle status from a clinical table."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from .cli_core import add_model_arguments, load_stage_models
 from .measures import SMI_CUTOFF_CM2_M2
 
 
 def register(subparsers) -> None:
+    _add_ingest(subparsers)
+    _add_batch(subparsers)
+    _add_evaluate(subparsers)
     _add_survival(subparsers)
+
+
+def _add_ingest(subparsers) -> None:
+    from .ingest import ClinicalColumns
+
+    defaults = ClinicalColumns()
+    parser = subparsers.add_parser(
+        "ingest", help="build a cohort (manifest.csv) from DICOM series, segmented slices "
+                       "and a clinical table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ROOT holds one folder per patient (named by its patient id) with the CT\n"
+                    "series (DICOM) and the single slice a reader segmented: X.dcm with its\n"
+                    "sliceOmatic tag X.dcm.tag beside it (or a label image X.nii.gz). The slice\n"
+                    "is found in the series by position and confirmed by pixels. Writes per\n"
+                    "patient ct.nii.gz, muscle.nii.gz and section.nii.gz (the 33 mm C3 section),\n"
+                    "DIR/manifest.csv for train, evaluate and batch, and DIR/ingest_report.csv\n"
+                    "with every patient left out and why.",
+        epilog="Column defaults are the TCIA HNSCC table's; give '' for a column the table\n"
+               "lacks. Example:\n"
+               "  c3sarcopenia ingest archive/ --clinical hnscc_clinical.csv --out cohort \\\n"
+               "      --time-column \"Survival  (months)\" \\\n"
+               "      --event-column \"Overall Survival Censor\"")
+    parser.add_argument("root", help="folder with one sub-folder per patient")
+    parser.add_argument("--clinical", required=True, metavar="CSV",
+                        help="clinical table, one patient per row")
+    parser.add_argument("--out", required=True, metavar="DIR", help="cohort folder to write")
+    parser.add_argument("--id-column", metavar="COL",
+                        help="patient id, matching the folder names (default: first column)")
+    for role, what in (("age", "age in years"), ("sex", "sex (Male/Female or M/F)"),
+                       ("height_cm", "height in centimetres"), ("weight_kg", "weight in kg")):
+        parser.add_argument(f"--{role.split('_')[0]}-column", dest=role, metavar="COL",
+                            default=getattr(defaults, role),
+                            help=f"{what} (default: {getattr(defaults, role)!r})")
+    parser.add_argument("--time-column", metavar="COL",
+                        help="survival time, copied to the manifest as survival_time")
+    parser.add_argument("--event-column", metavar="COL",
+                        help="death (1/Dead) or censored (0/Alive), copied as event")
+    parser.add_argument("--tag-values", type=int, nargs="+", default=[1], metavar="LABEL",
+                        help="labels that are skeletal muscle (default: 1)")
+    parser.set_defaults(handler=run_ingest)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from .ingest import ClinicalColumns, ingest_cohort
+
+    columns = ClinicalColumns(args.id_column, args.age, args.sex, args.height_cm,
+                              args.weight_kg, args.time_column, args.event_column)
+    result = ingest_cohort(args.root, args.clinical, args.out, columns, tuple(args.tag_values),
+                           lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr))
+    for outcome in result.left_out:
+        print(f"Left out {outcome.case_id}: {outcome.reason}")
+    print(f"Ingested {len(result.outcomes) - len(result.left_out)} of "
+          f"{len(result.outcomes)} patients")
+    print(f"Wrote    {result.manifest}, {result.report}")
+    return 0
+
+
+def _add_batch(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "batch", help="predict and measure every CT of a folder or manifest into one CSV",
+        description="Run predict on every case and append one row per case to the CSV as it "
+                    "finishes. A case that cannot be measured gets its error in the row and "
+                    "the batch goes on; running the same command again skips the cases "
+                    "already measured and retries the failed ones.")
+    parser.add_argument("input", help="folder (each NIfTI/NRRD/MHA file or DICOM series "
+                                      "sub-folder is a case) or a manifest.csv (its ct and "
+                                      "clinical columns)")
+    parser.add_argument("--out", required=True, metavar="CSV", help="results table to write "
+                                                                    "or resume")
+    parser.add_argument("--save-dir", type=Path, metavar="DIR",
+                        help="also write each case's result folder (masks, overlay) here")
+    add_model_arguments(parser)
+    parser.set_defaults(handler=run_batch)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from .batch import find_cases
+    from .batch import run_batch as measure_all
+
+    cases = find_cases(args.input)
+    section_models = load_stage_models(args, "section")
+    muscle_models = load_stage_models(args, "muscle")
+
+    def progress(i: int, n: int, case_id: str, row: dict) -> None:
+        outcome = f"error: {row['error']}" if row["error"] else \
+            f"C3 slice {row['c3_slice_k']}, CSA {row['muscle_csa_cm2']} cm^2"
+        print(f"[{i + 1}/{n}] {case_id}: {outcome} ({row['seconds']} s)", file=sys.stderr)
+
+    summary = measure_all(cases, args.out, section_models, muscle_models, args.save_dir,
+                          progress)
+    print(f"Measured {summary.measured}, failed {summary.failed} (see the error column), "
+          f"skipped {summary.skipped} already in {args.out}")
+    return 0
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="the paper's validation on a manifest with manual labels",
+        description="Run both stages on every case of a manifest and compare with its labels: "
+                    "section DSC, C3 slice error, muscle DSC on the true slice, CSA and SMI "
+                    "agreement (Pearson r, Wilcoxon). Writes DIR/metrics.json, DIR/cases.csv "
+                    "and the figures.")
+    parser.add_argument("--manifest", required=True, help="manifest.csv (ingest or phantom)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_model_arguments(parser)
+    parser.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    metrics = evaluate(args.manifest, args.out, load_stage_models(args, "section"),
+                       load_stage_models(args, "muscle"),
+                       lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr))
+    print_metrics(metrics, Path(args.out))
+    return 0
+
+
+def print_metrics(metrics: dict, out_dir: Path) -> None:
+    def fmt(name: str, digits: int = 3) -> str:
+        value = metrics.get(name)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    print(f"Cases           {metrics['n_cases']} evaluated, {metrics['n_failed']} failed "
+          f"(errors in {out_dir / 'cases.csv'})")
+    print(f"Section DSC     {fmt('section_dsc_mean')} +/- {fmt('section_dsc_sd')}")
+    print(f"C3 slice error  median {fmt('slice_error_mm_median', 1)} mm, "
+          f"max {fmt('slice_error_mm_max', 1)} mm")
+    print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice)")
+    for label, where in (("gt", "true slice"), ("auto", "chosen slice")):
+        print(f"CSA ({where:<12}) r = {fmt('csa_pearson_r_' + label)}, median |difference| "
+              f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %")
+    print(f"Wrote           {out_dir / 'metrics.json'}, {out_dir / 'cases.csv'}, figures")
 
 
 def _add_survival(subparsers) -> None:

@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 
+from .fileio import write_atomic
 from .measures import ClinicalInfo
+from .tagfile import SKELETAL_MUSCLE_TAG, write_tag
+
+if TYPE_CHECKING:
+    from .phantom import Phantom
 
 _UID_ROOT = "1.2.826.0.1.3680043.8.498."  # the pydicom/SimpleITK example root, for test data
 
@@ -66,3 +75,46 @@ def write_dicom_series(ct: sitk.Image, folder: str | Path, clinical: ClinicalInf
         writer.Execute(image)
         paths.append(path)
     return paths
+
+
+# The clinical table a cohort writer produces, in the TCIA HNSCC table's column names: the
+# ``ingest`` defaults, so a written cohort ingests exactly like the real table would.
+CLINICAL_CSV_COLUMNS = ("TCIA code", "Sex", "Age", "Height (cm)", "BW Start tx (kg)")
+_SEX_WORDS = {"M": "Male", "F": "Female"}
+
+
+def write_dicom_cohort(phantoms: Iterable["Phantom"], root: str | Path) -> Path:
+    """Write phantoms as an archive export; returns the clinical table ``root/clinical.csv``.
+
+    Per patient: ``root/<case_id>/CT/`` the whole series, and ``root/<case_id>/C3/`` the
+    single slice that was segmented (its own series, as a sliceOmatic export) with the muscle
+    in ``<slice>.dcm.tag`` (label 1). This is the layout ``c3sarcopenia ingest`` reads, so the
+    ingestion is tested against truth known voxel for voxel.
+    """
+    root = Path(root)
+    buffer = io.StringIO()
+    table = csv.writer(buffer, lineterminator="\r\n")
+    table.writerow(CLINICAL_CSV_COLUMNS)
+    for phantom in phantoms:
+        patient = root / phantom.case_id
+        write_dicom_series(phantom.ct, patient / "CT", phantom.clinical, phantom.case_id)
+        k = phantom.c3_slice_k
+        single, = write_dicom_series(phantom.ct, patient / "C3", phantom.clinical,
+                                     phantom.case_id, slices=[k])
+        muscle = sitk.GetArrayViewFromImage(phantom.muscle_mask)[k] != 0
+        write_tag(single.with_name(single.name + ".tag"),
+                  muscle.astype(np.uint8) * SKELETAL_MUSCLE_TAG, phantom.ct[:, :, k:k + 1])
+        table.writerow(_csv_cells(phantom.case_id, phantom.clinical))
+    path = root / "clinical.csv"
+    # Spreadsheet exports carry a byte-order mark; the real HNSCC table does.
+    write_atomic(path, lambda tmp: tmp.write_text("\ufeff" + buffer.getvalue(),
+                                                  encoding="utf-8", newline=""))
+    return path
+
+
+def _csv_cells(case_id: str, clinical: ClinicalInfo) -> list[str]:
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    return [case_id, _SEX_WORDS.get(clinical.sex, ""), number(clinical.age_years),
+            number(clinical.height_cm), number(clinical.weight_kg)]

@@ -24,7 +24,8 @@ from .evaluation_figures import write_figures
 from .fileio import write_text_atomic
 from .measures import ClinicalInfo, measure_slice, parse_sex
 from .models import Ensemble
-from .pipeline import find_c3_section, fold_masks, section_network_input, segment_muscle
+from .pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
+                       segment_muscle)
 from .training import dice, read_manifest
 
 
@@ -47,7 +48,8 @@ class CaseEvaluation:
     error: str | None = None
 
 
-def _clinical(row: dict) -> ClinicalInfo:
+def clinical_from_row(row: dict) -> ClinicalInfo:
+    """The clinical fields of a manifest row (age, sex, height_cm, weight_kg; blank unknown)."""
     def number(key):
         value = row.get(key, "")
         return float(value) if value not in ("", None) else None
@@ -56,33 +58,71 @@ def _clinical(row: dict) -> ClinicalInfo:
                         number("weight_kg"))
 
 
-def evaluate_case(row: dict, section_models: Ensemble, muscle_models: Ensemble) -> CaseEvaluation:
-    ct = imaging.read_ct(row["ct"])
-    clinical = _clinical(row)
+@dataclass
+class CaseTruth:
+    """A case's manual labels on its CT grid."""
+
+    case_id: str
+    clinical: ClinicalInfo
+    c3_slice_k: int
+    muscle: np.ndarray                # (j, i) true muscle on the true slice
+    section_mask: np.ndarray | None   # (k, j, i) true C3 section; None when not labelled
+
+
+def read_truth(row: dict, ct: sitk.Image) -> CaseTruth:
     true_k = int(row["c3_slice_k"])
-    result = CaseEvaluation(row["case_id"], clinical.sex, true_k)
+    section = imaging.read_mask(row["section_mask"], ct) if row.get("section_mask") else None
+    return CaseTruth(row["case_id"], clinical_from_row(row), true_k,
+                     imaging.read_mask(row["muscle_mask"], ct)[true_k], section)
+
+
+def evaluate_case(row: dict, section_models: Ensemble, muscle_models: Ensemble) -> CaseEvaluation:
+    """Run both stages on one case and score them against its labels."""
+    ct = imaging.read_ct(row["ct"])
+    truth = read_truth(row, ct)
+    muscle_on_true = segment_muscle(ct, truth.c3_slice_k, muscle_models)
+    if truth.section_mask is None:
+        return score_case(ct, truth, muscle_on_true)
+    section = find_c3_section(ct, section_models)
+    muscle_on_auto = (muscle_on_true if section.c3_slice_k == truth.c3_slice_k
+                      else segment_muscle(ct, section.c3_slice_k, muscle_models))
+    return score_case(ct, truth, muscle_on_true, section, muscle_on_auto,
+                      _fold_dscs(ct, section_models, row["section_mask"]))
+
+
+def score_case(ct: sitk.Image, truth: CaseTruth, muscle_on_true: np.ndarray,
+               section: SectionResult | None = None, muscle_on_auto: np.ndarray | None = None,
+               section_dsc_folds: list[float] | None = None) -> CaseEvaluation:
+    """Score given predictions against the truth: apart from inference, so that known
+    perturbations of the truth can check the figures (slice error, DSC, CSA, SMI)."""
+    result = CaseEvaluation(truth.case_id, truth.clinical.sex, truth.c3_slice_k,
+                            section_dsc_folds=list(section_dsc_folds or []))
     hu = sitk.GetArrayViewFromImage(ct)
-    spacing = imaging.pixel_spacing_mm(ct)
-    true_muscle = imaging.read_mask(row["muscle_mask"], ct)[true_k]
-    truth = measure_slice(hu[true_k], true_muscle, spacing, clinical)
-    result.csa_true_cm2, result.smi_true = truth.muscle_csa_cm2, truth.smi_cm2_m2
-    pred_gt = segment_muscle(ct, true_k, muscle_models)
-    result.muscle_dsc = dice(pred_gt, true_muscle)
-    if pred_gt.any():
-        measured = measure_slice(hu[true_k], pred_gt, spacing, clinical)
-        result.csa_pred_gt_cm2, result.smi_pred_gt = measured.muscle_csa_cm2, measured.smi_cm2_m2
-    if row.get("section_mask"):
-        true_section = imaging.read_mask(row["section_mask"], ct)
-        section = find_c3_section(ct, section_models)
+    true_k = truth.c3_slice_k
+    measured = measure_slice(hu[true_k], truth.muscle, imaging.pixel_spacing_mm(ct),
+                             truth.clinical)
+    result.csa_true_cm2, result.smi_true = measured.muscle_csa_cm2, measured.smi_cm2_m2
+    result.muscle_dsc = dice(muscle_on_true, truth.muscle)
+    result.csa_pred_gt_cm2, result.smi_pred_gt = _csa_smi(ct, true_k, muscle_on_true,
+                                                          truth.clinical)
+    if section is not None and truth.section_mask is not None:
         result.auto_slice_k = section.c3_slice_k
         result.slice_error_mm = abs(section.c3_slice_z_mm - imaging.slice_z_mm(ct, true_k))
-        result.section_dsc = dice(section.section_mask, true_section)
-        result.section_dsc_folds = _fold_dscs(ct, section_models, row["section_mask"])
-        pred_c3 = segment_muscle(ct, section.c3_slice_k, muscle_models)
-        if pred_c3.any():
-            auto = measure_slice(hu[section.c3_slice_k], pred_c3, spacing, clinical)
-            result.csa_pred_c3_cm2, result.smi_pred_c3 = auto.muscle_csa_cm2, auto.smi_cm2_m2
+        result.section_dsc = dice(section.section_mask, truth.section_mask)
+        if muscle_on_auto is not None:
+            result.csa_pred_c3_cm2, result.smi_pred_c3 = _csa_smi(
+                ct, section.c3_slice_k, muscle_on_auto, truth.clinical)
     return result
+
+
+def _csa_smi(ct: sitk.Image, slice_k: int, muscle: np.ndarray,
+             clinical: ClinicalInfo) -> tuple[float | None, float | None]:
+    """CSA and SMI of a predicted mask; both None when the prediction is empty."""
+    if not muscle.any():
+        return None, None
+    measured = measure_slice(sitk.GetArrayViewFromImage(ct)[slice_k], muscle,
+                             imaging.pixel_spacing_mm(ct), clinical)
+    return measured.muscle_csa_cm2, measured.smi_cm2_m2
 
 
 def _fold_dscs(ct: sitk.Image, models: Ensemble, section_path: str) -> list[float]:
