@@ -146,7 +146,7 @@ def print_metrics(metrics: dict, out_dir: Path) -> None:
           f"max {fmt('slice_error_mm_max', 1)} mm")
     print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice)")
     for label, where in (("gt", "true slice"), ("auto", "chosen slice")):
-        print(f"CSA ({where:<12}) r = {fmt('csa_pearson_r_' + label)}, median |difference| "
+        print(f"CSA, {where:<13}r = {fmt('csa_pearson_r_' + label)}, median |difference| "
               f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %")
     print(f"Wrote           {out_dir / 'metrics.json'}, {out_dir / 'cases.csv'}, figures")
 
