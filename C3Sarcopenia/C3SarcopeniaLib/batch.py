@@ -54,7 +54,7 @@ def find_cases(source: str | Path) -> list[BatchCase]:
                          "path.")
     cases = [BatchCase(_case_name(path), path) for path in sorted(source.iterdir())
              if not path.name.startswith(_HIDDEN)
-             and (path.is_dir() or path.name.lower().endswith(imaging._VOLUME_SUFFIXES))]
+             and (path.is_dir() or path.name.lower().endswith(imaging.VOLUME_SUFFIXES))]
     if not cases:
         raise InputError(f"{source} holds no CT: put one NIfTI/NRRD/MHA file or one DICOM "
                          "series folder per patient in it.")
@@ -68,7 +68,7 @@ def find_cases(source: str | Path) -> list[BatchCase]:
 
 def _case_name(path: Path) -> str:
     lower = path.name.lower()
-    suffix = next((s for s in imaging._VOLUME_SUFFIXES if lower.endswith(s)), "")
+    suffix = next((s for s in imaging.VOLUME_SUFFIXES if lower.endswith(s)), "")
     return path.name[:len(path.name) - len(suffix)]
 
 

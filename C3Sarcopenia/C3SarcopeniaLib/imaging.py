@@ -20,7 +20,7 @@ BODY_THRESHOLD_HU = -500.0
 AIR_HU = -1024.0
 _DICOM_TAGS = {"modality": "0008|0060", "age": "0010|1010", "sex": "0010|0040",
                "size_m": "0010|1020", "weight_kg": "0010|1030"}
-_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def read_ct(path: str | Path) -> sitk.Image:
@@ -64,7 +64,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     series = []
     for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
-        if _file_modality(files[0]) in ("CT", None):
+        if file_modality(files[0]) in ("CT", None):
             series.append(files)
     if not series:
         raise InputError(f"{folder} holds no CT DICOM series: point to the folder of the "
@@ -74,7 +74,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def _file_modality(dicom_file: str) -> str | None:
+def file_modality(dicom_file: str) -> str | None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(dicom_file)
     reader.ReadImageInformation()
@@ -153,12 +153,17 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     mask = hu > BODY_THRESHOLD_HU
     for k in range(mask.shape[0]):
         mask[k] = ndimage.binary_fill_holes(mask[k])
+    return largest_component(mask)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a mask: drops the table, cables and stray islands."""
     labels, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
-    return mask
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
 
 
 def read_clinical_tags(path: str | Path) -> ClinicalInfo:

@@ -25,7 +25,7 @@ from .fileio import write_image_atomic, write_text_atomic
 from .measures import ClinicalInfo, parse_sex
 from .phantom import MANIFEST_COLUMNS
 from .report import mask_image
-from .survival import _is_missing, _number, _read_csv, parse_event, resolve_column
+from .survival import is_missing, parse_number, read_table_csv, parse_event, resolve_column
 from .tagfile import SKELETAL_MUSCLE_TAG, tag_mask_for_image
 
 SURVIVAL_COLUMNS = ("survival_time", "event")  # time in the clinical table's unit; event 1/0
@@ -57,7 +57,7 @@ class ClinicalTable:
     def __init__(self, path: str | Path, columns: ClinicalColumns) -> None:
         if (columns.time is None) != (columns.event is None):
             raise InputError("give both the survival time and the event column, or neither.")
-        header, rows = _read_csv(Path(path))
+        header, rows = read_table_csv(Path(path))
         self.name = Path(path).name
         self.columns = ClinicalColumns(**{
             role: resolve_column(name, header, role.split("_")[0]) if name else name
@@ -76,14 +76,14 @@ class ClinicalTable:
         row, c = rows[0], self.columns
 
         def number(column: str) -> float | None:
-            return None if not column or _is_missing(row[column]) else _number(row[column], column)
+            return None if not column or is_missing(row[column]) else parse_number(row[column], column)
 
-        sex = None if not c.sex or _is_missing(row[c.sex]) else parse_sex(row[c.sex])
+        sex = None if not c.sex or is_missing(row[c.sex]) else parse_sex(row[c.sex])
         clinical = ClinicalInfo(number(c.age), sex, number(c.height_cm), number(c.weight_kg))
         cells = {"age": clinical.age_years, "sex": clinical.sex,
                  "height_cm": clinical.height_cm, "weight_kg": clinical.weight_kg}
         if c.time:
-            event = None if _is_missing(row[c.event]) else int(parse_event(row[c.event]))
+            event = None if is_missing(row[c.event]) else int(parse_event(row[c.event]))
             cells.update(survival_time=number(c.time), event=event)
         return {key: "" if value is None else f"{value:g}" if isinstance(value, float)
                 else str(value) for key, value in cells.items()}
@@ -121,13 +121,13 @@ def find_patient_files(folder: Path) -> PatientFiles:
 
 def _is_segmentation_name(name: str) -> bool:
     lower = name.lower()
-    return lower.endswith(_TAG_SUFFIX) or lower.endswith(imaging._VOLUME_SUFFIXES)
+    return lower.endswith(_TAG_SUFFIX) or lower.endswith(imaging.VOLUME_SUFFIXES)
 
 
 def _slice_beside(segmentation: Path) -> Path | None:
     """``X.dcm`` for ``X.dcm.tag``, ``X.tag``, ``X.nii.gz`` ...; None when there is none."""
     name = segmentation.name
-    suffix = next(s for s in (_TAG_SUFFIX, *imaging._VOLUME_SUFFIXES)
+    suffix = next(s for s in (_TAG_SUFFIX, *imaging.VOLUME_SUFFIXES)
                   if name.lower().endswith(s))
     base = name[:-len(suffix)]
     for candidate in (base, base + ".dcm", base + ".DCM"):
@@ -157,7 +157,7 @@ def _largest_ct_series(folder: Path, exclude: Path) -> list[str]:
 
 def _modality(dicom_file: str) -> str | None:
     try:
-        return imaging._file_modality(dicom_file)
+        return imaging.file_modality(dicom_file)
     except RuntimeError:  # DICOM without pixels (RTSTRUCT, SR): not an image series
         return "none"
 

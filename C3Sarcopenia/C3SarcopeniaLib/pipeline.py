@@ -122,7 +122,8 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
     masks = fold_masks(models, net_input.image, progress, (0.05, 0.9), "Finding C3")
     masks = [m & net_input.body for m in masks]
     _report(progress, 0.9, "Finding C3: mapping the section to the CT")
-    section = _to_ct_grid(vote_fraction(masks), net_input.grid, ct)
+    votes = vote_fraction(masks)
+    section = _to_ct_grid(votes * imaging.largest_component(votes > 0.5), net_input.grid, ct)
     zs_ct = _grid_zs_mm(ct)
     in_section = np.flatnonzero(section.any(axis=(1, 2)))
     if in_section.size:

@@ -102,7 +102,7 @@ def read_outcome_table(path: str | Path, columns: SurvivalColumns,
     Rows with a missing value in a used column are refused (or, with ``drop_missing``, left
     out and listed); values that cannot be read are always refused.
     """
-    header, rows = _read_csv(Path(path))
+    header, rows = read_table_csv(Path(path))
     columns = _resolve_columns(columns, header)
     patients, missing, unreadable = [], [], []
     for line, row in rows:
@@ -125,7 +125,7 @@ def read_outcome_table(path: str | Path, columns: SurvivalColumns,
     return OutcomeTable(patients, missing, columns)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def read_table_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Column names and (line, row) pairs; spreadsheet exports in UTF-8 (BOM) or Windows
     encoding, separated by commas, semicolons or tabs, blank rows skipped."""
     if not path.is_file():
@@ -188,26 +188,26 @@ def _patient(row: dict[str, str], line: int, patient_id: str,
              columns: SurvivalColumns) -> PatientOutcome:
     used = [c for c in (columns.time, columns.event, columns.sex, columns.status, columns.smi)
             if c is not None]
-    sex = None if _is_missing(row[columns.sex]) else parse_sex(row[columns.sex])
-    absent = [c for c in used if _is_missing(row[c]) or (c == columns.sex and sex is None)]
+    sex = None if is_missing(row[columns.sex]) else parse_sex(row[columns.sex])
+    absent = [c for c in used if is_missing(row[c]) or (c == columns.sex and sex is None)]
     if absent:
         raise _MissingValues(absent)
     if columns.status is not None:
         status = parse_muscle_status(row[columns.status])
     else:
-        status = muscle_status(_number(row[columns.smi], columns.smi), sex)
-    time = _number(row[columns.time], columns.time)
+        status = muscle_status(parse_number(row[columns.smi], columns.smi), sex)
+    time = parse_number(row[columns.time], columns.time)
     if time < 0:
         raise InputError(f"{columns.time} is negative ({time:g})")
     return PatientOutcome(patient_id, line, sex, status == "depleted", time,
                           parse_event(row[columns.event]))
 
 
-def _is_missing(text: str) -> bool:
+def is_missing(text: str) -> bool:
     return text.strip().casefold() in MISSING_TEXT
 
 
-def _number(text: str, column: str) -> float:
+def parse_number(text: str, column: str) -> float:
     try:
         value = float(text.strip().replace(",", "."))
     except ValueError:
