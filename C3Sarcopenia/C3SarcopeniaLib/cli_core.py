@@ -11,7 +11,7 @@ import numpy as np
 from . import imaging
 from .errors import InputError
 from .measures import ClinicalInfo, parse_sex
-from .sample_data import SAMPLE_CLINICAL, SAMPLE_CT
+from .sample_data import SAMPLE_CLINICAL, SAMPLE_CT, SAMPLE_TRUE_C3_SLICE_K
 
 
 def register(subparsers) -> None:
@@ -180,7 +180,8 @@ def _add_demo(subparsers) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     if not SAMPLE_CT.is_file():
         raise InputError(f"the sample CT {SAMPLE_CT} is missing: reinstall C3Sarcopenia.")
-    print(f"Sample CT: {SAMPLE_CT} (synthetic phantom; clinical fields {SAMPLE_CLINICAL})")
+    print(f"Sample CT: {SAMPLE_CT} (synthetic phantom; clinical fields {SAMPLE_CLINICAL}; "
+          f"its true C3 slice is k={SAMPLE_TRUE_C3_SLICE_K})")
     args.ct, args.slice_k = str(SAMPLE_CT), None
     args.age, args.sex = SAMPLE_CLINICAL["age"], SAMPLE_CLINICAL["sex"]
     args.height_cm, args.weight_kg = SAMPLE_CLINICAL["height_cm"], SAMPLE_CLINICAL["weight_kg"]

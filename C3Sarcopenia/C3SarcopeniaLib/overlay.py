@@ -72,8 +72,7 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
     ax_ax.text(0.02, 0.02, _figures_text(result), transform=ax_ax.transAxes, color="white",
                fontsize=9, va="bottom", family="monospace",
                bbox={"facecolor": "black", "alpha": 0.6, "pad": 4})
-    for warning in result.get("warnings", [])[:3]:
-        figure.text(0.01, 0.01 + 0.03 * result["warnings"].index(warning), f"⚠ {warning}",
-                    fontsize=7, color="darkred")
+    for row, warning in enumerate(result.get("warnings", [])[:3]):
+        figure.text(0.01, 0.01 + 0.03 * row, f"⚠ {warning}", fontsize=7, color="darkred")
     figure.tight_layout(rect=(0, 0.08 if result.get("warnings") else 0, 1, 1))
     return figure

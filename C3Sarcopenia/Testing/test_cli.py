@@ -152,3 +152,12 @@ def test_field_of_view_without_c3_is_refused(tmp_path, tiny_models):
     ensemble.nets = [NeverFindsSection() for _ in ensemble.nets]
     with pytest.raises(InputError, match="C3 was not found"):
         pipeline.find_c3_section(phantom.ct, ensemble)
+
+
+def test_demo_runs_the_shipped_models_on_the_shipped_sample(tmp_path, capsys):
+    status, out = run(["demo", "--out", tmp_path], capsys)
+    assert status == 0, out.err
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["muscle_status"] in ("depleted", "normal")  # the sample's fields are known
+    assert any("synthetic phantoms" in w for w in result["warnings"])
+    assert "true C3 slice is k=" in out.out and (tmp_path / "overlay.png").is_file()
