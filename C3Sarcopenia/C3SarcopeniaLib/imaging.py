@@ -103,10 +103,14 @@ def slice_z_mm(image: sitk.Image, slice_k: int) -> float:
     return float(image.TransformContinuousIndexToPhysicalPoint(centre)[2])
 
 
+def slice_zs_mm(image: sitk.Image) -> np.ndarray:
+    """Patient z of every slice centre, in the image's own slice order."""
+    return np.array([slice_z_mm(image, k) for k in range(image.GetSize()[2])])
+
+
 def nearest_slice_k(image: sitk.Image, z_mm: float) -> int:
     """The CT slice whose centre lies nearest a patient z."""
-    zs = np.array([slice_z_mm(image, k) for k in range(image.GetSize()[2])])
-    return int(np.argmin(np.abs(zs - z_mm)))
+    return int(np.argmin(np.abs(slice_zs_mm(image) - z_mm)))
 
 
 def pixel_spacing_mm(image: sitk.Image) -> tuple[float, float]:
@@ -239,7 +243,7 @@ def c3_section_mask(ct: sitk.Image, c3_slice_k: int, hu: np.ndarray | None = Non
     Returned in SimpleITK array order (k, j, i) on the CT's own grid, as uint8.
     """
     hu = sitk.GetArrayViewFromImage(ct) if hu is None else hu
-    zs = np.array([slice_z_mm(ct, k) for k in range(ct.GetSize()[2])])
+    zs = slice_zs_mm(ct)
     in_slab = np.abs(zs - zs[c3_slice_k]) <= thickness_mm / 2.0
     mask = np.zeros(hu.shape, dtype=np.uint8)
     mask[in_slab] = body_mask(np.asarray(hu[in_slab]))

@@ -30,7 +30,7 @@ def _figures_text(result: dict) -> str:
 
 def sagittal_view(hu: np.ndarray, ct: sitk.Image, column_i: int) -> tuple[np.ndarray, list]:
     """A sagittal image (superior up) through column i, and its extent in mm for imshow."""
-    zs = np.array([imaging.slice_z_mm(ct, k) for k in range(hu.shape[0])])
+    zs = imaging.slice_zs_mm(ct)
     order = np.argsort(zs)[::-1]  # superior first
     view = hu[order, :, column_i]
     sy = ct.GetSpacing()[1]

@@ -101,14 +101,10 @@ class SectionResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _centre_z_mm(mask: np.ndarray, zs_mm: np.ndarray) -> float:
+def centre_z_mm(mask: np.ndarray, zs_mm: np.ndarray) -> float:
     """Centre of mass along patient z of a (k, j, i) mask whose slices sit at ``zs_mm``."""
     counts = mask.reshape(mask.shape[0], -1).sum(axis=1).astype(float)
     return float((counts * zs_mm).sum() / counts.sum())
-
-
-def _grid_zs_mm(image: sitk.Image) -> np.ndarray:
-    return np.array([imaging.slice_z_mm(image, k) for k in range(image.GetSize()[2])])
 
 
 def find_c3_section(ct: sitk.Image, models: Ensemble,
@@ -124,7 +120,7 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
     _report(progress, 0.9, "Finding C3: mapping the section to the CT")
     votes = vote_fraction(masks)
     section = _to_ct_grid(votes * imaging.largest_component(votes > 0.5), net_input.grid, ct)
-    zs_ct = _grid_zs_mm(ct)
+    zs_ct = imaging.slice_zs_mm(ct)
     in_section = np.flatnonzero(section.any(axis=(1, 2)))
     if in_section.size:
         section[in_section] &= imaging.body_mask(sitk.GetArrayViewFromImage(ct)[in_section])
@@ -133,10 +129,10 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
         raise InputError("C3 was not found in this CT: the field of view does not seem to "
                          "reach the C3 vertebra. Check the scan covers the neck from the skull "
                          "base to below C4, or give the slice with --slice-k.")
-    c3_z = _centre_z_mm(section, zs_ct)
+    c3_z = centre_z_mm(section, zs_ct)
     c3_k = imaging.nearest_slice_k(ct, c3_z)
-    zs_grid = _grid_zs_mm(net_input.grid)
-    fold_zs = [_centre_z_mm(m, zs_grid) for m in masks if m.any()]
+    zs_grid = imaging.slice_zs_mm(net_input.grid)
+    fold_zs = [centre_z_mm(m, zs_grid) for m in masks if m.any()]
     fold_ks = [imaging.nearest_slice_k(ct, z) for z in fold_zs]
     warnings = _section_warnings(extent_mm, fold_zs, len(masks), section, zs_ct)
     _report(progress, 1.0, f"C3 slice: {c3_k}")

@@ -27,7 +27,7 @@ from .errors import InputError
 from .fileio import write_atomic, write_text_atomic
 from .models import (Ensemble, ModelCard, build_unet, fold_weights_path, load_fold_net,
                      resolve_device, save_fold_weights)
-from .pipeline import fold_masks, muscle_network_input, section_network_input
+from .pipeline import centre_z_mm, fold_masks, muscle_network_input, section_network_input
 
 PATCHES_PER_CASE = 4
 LEARNING_RATES = (2e-4, 1e-4)
@@ -82,9 +82,9 @@ def prepare_muscle_case(row: dict, card: ModelCard) -> TrainingCase:
     else:
         ct, mask_path = imaging.read_ct(row["ct"]), row["muscle_mask"]
         c3_k = int(row["c3_slice_k"])
-        z_c3 = imaging.slice_z_mm(ct, c3_k)
-        slices = [k for k in range(ct.GetSize()[2])
-                  if abs(imaging.slice_z_mm(ct, k) - z_c3) <= MUSCLE_SLICE_NEIGHBOURHOOD_MM]
+        zs = imaging.slice_zs_mm(ct)
+        slices = [int(k) for k in
+                  np.flatnonzero(np.abs(zs - zs[c3_k]) <= MUSCLE_SLICE_NEIGHBOURHOOD_MM)]
         slices.sort(key=lambda k: abs(k - c3_k))  # the C3 slice first: validation uses it
     mask = sitk.ReadImage(mask_path, sitk.sitkUInt8)
     if mask.GetDimension() == 2:
@@ -222,10 +222,8 @@ def validate_fold(card: ModelCard, folder: Path, fold: int, cases: list[Training
         predicted = fold_masks(single, case.images[0])[0]
         dscs.append(dice(predicted, case.labels[0]))
         if case.c3_z_mm is not None and predicted.any():
-            zs = np.array([imaging.slice_z_mm(case.grid, k)
-                           for k in range(predicted.shape[0])])
-            counts = predicted.reshape(predicted.shape[0], -1).sum(axis=1)
-            errors_mm.append(abs(float((counts * zs).sum() / counts.sum()) - case.c3_z_mm))
+            centre = centre_z_mm(predicted, imaging.slice_zs_mm(case.grid))
+            errors_mm.append(abs(centre - case.c3_z_mm))
     metrics = {"fold": fold, "n_validation": len(cases), "dsc_mean": float(np.mean(dscs)),
                "dsc": dscs}
     if card.stage == "section":
