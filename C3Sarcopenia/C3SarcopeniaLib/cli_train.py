@@ -19,7 +19,9 @@ def register(subparsers) -> None:
                     "protocol of Naser et al. 2022: K-fold cross-validation, 4 random patches "
                     "per case, left-right flips, affine warps, Adam, soft Dice loss. Run the "
                     "same command again to resume an interrupted training.")
-    parser.add_argument("--manifest", required=True, help="manifest.csv (phantom or ingest)")
+    parser.add_argument("--manifest", required=True, nargs="+",
+                        help="manifest.csv of the training cases (phantom, ingest or "
+                             "ingest-levels); several manifests train together")
     parser.add_argument("--stage", required=True, choices=STAGES)
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--preset", choices=presets, default="paper",
@@ -27,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
     parser.add_argument("--iterations", type=int, default=2000,
                         help="optimisation steps per fold (default 2000)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="train only this fold (0-based), to run folds in parallel "
+                             "processes; run again without --fold to gather the model card")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--trained-on", default="",
@@ -55,8 +60,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     card = train(args.manifest, args.stage, args.out, args.preset, args.folds, args.iterations,
                  args.seed, args.device, command,
-                 args.trained_on or f"cases of {args.manifest}", args.synthetic,
-                 progress_factory=progress_bar)
+                 args.trained_on or f"cases of {' + '.join(args.manifest)}", args.synthetic,
+                 progress_factory=progress_bar, only_fold=args.fold)
+    if args.fold is not None:
+        print(f"Fold {args.fold} trained in {args.out}; run without --fold once every fold "
+              "is done to write the model card's cross-validation summary.")
+        return 0
     print(f"Model card: {args.out}/model_card.json  cross-validation: "
           f"{card.metrics['cross_validation']}")
     return 0

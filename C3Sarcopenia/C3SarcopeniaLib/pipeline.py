@@ -25,6 +25,8 @@ Progress = Callable[[float, str], None]
 FOLD_DISAGREEMENT_MM = 10.0
 MIN_SECTION_MM = 11.0  # a third of the section: less is a sliver, not C3
 THIN_SECTION_MM = 0.8 * imaging.SECTION_THICKNESS_MM
+AIR_INPUT = float(imaging.normalise_hu(np.array(imaging.AIR_HU)))  # -1: air as the nets see it
+EDGE_MARGIN_MM = 8.0  # half a C3 body: nearer the scan's edge, the level cannot be checked
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:
@@ -75,9 +77,30 @@ def fold_masks(ensemble: Ensemble, image: np.ndarray, progress: Progress | None 
         for i, net in enumerate(ensemble.nets):
             _report(progress, span[0] + i * step, f"{label}: fold {i + 1}/{len(ensemble.nets)}")
             logits = sliding_window_inference(x, ensemble.card.patch_size, sw_batch_size=4,
-                                              predictor=net, overlap=0.25, mode="gaussian")
-            masks.append(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+                                              predictor=_air_once(net), overlap=0.25,
+                                              mode="gaussian")
+            # argmax of two classes, as a comparison: many times faster on the CPU
+            masks.append((logits[0, 1] > logits[0, 0]).cpu().numpy().astype(np.uint8))
     return masks
+
+
+def _air_once(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network, but windows of pure air (all at the bottom of the HU window, such as
+    the air around the neck in a 50 cm field of view) share one computed output."""
+    air_output: list[torch.Tensor] = []
+
+    def predict(windows: torch.Tensor) -> torch.Tensor:
+        air = (windows == AIR_INPUT).flatten(1).all(1)
+        if not air.any():
+            return net(windows)
+        if not air_output:
+            air_output.append(net(windows[air][:1]))
+        outputs = air_output[0].repeat(len(windows), *[1] * (windows.dim() - 1))
+        if not air.all():
+            outputs[~air] = net(windows[~air])
+        return outputs
+
+    return predict
 
 
 def vote_fraction(masks: list[np.ndarray]) -> np.ndarray:
@@ -109,7 +132,12 @@ def centre_z_mm(mask: np.ndarray, zs_mm: np.ndarray) -> float:
 
 def find_c3_section(ct: sitk.Image, models: Ensemble,
                     progress: Progress | None = None) -> SectionResult:
-    """Stage 1: the C3 section and, at its centre of mass, the C3 slice of the CT."""
+    """Stage 1: the C3 slice of the CT, at the centre of mass of the voted section.
+
+    The section returned is the 33 mm slab centred on that slice inside the body, as the
+    training labels are defined, so that section and slice always agree; the network's own
+    section is judged for the review warnings and for a field of view that misses C3.
+    """
     if ct.GetSize()[2] < 2:
         raise InputError("this CT has a single slice: give the C3 slice yourself "
                          "(--slice-k 0) to measure it.")
@@ -119,25 +147,37 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
     masks = [m & net_input.body for m in masks]
     _report(progress, 0.9, "Finding C3: mapping the section to the CT")
     votes = vote_fraction(masks)
-    section = _to_ct_grid(votes * imaging.largest_component(votes > 0.5), net_input.grid, ct)
+    voted = _to_ct_grid(votes * imaging.largest_component(votes > 0.5), net_input.grid, ct)
     zs_ct = imaging.slice_zs_mm(ct)
-    in_section = np.flatnonzero(section.any(axis=(1, 2)))
-    if in_section.size:
-        section[in_section] &= imaging.body_mask(sitk.GetArrayViewFromImage(ct)[in_section])
-    extent_mm = _extent_mm(zs_ct, np.flatnonzero(section.any(axis=(1, 2))))
+    in_section = np.flatnonzero(voted.any(axis=(1, 2)))
+    extent_mm = _extent_mm(zs_ct, in_section)
     if extent_mm < MIN_SECTION_MM:
         raise InputError("C3 was not found in this CT: the field of view does not seem to "
                          "reach the C3 vertebra. Check the scan covers the neck from the skull "
                          "base to below C4, or give the slice with --slice-k.")
-    c3_z = centre_z_mm(section, zs_ct)
+    c3_z = centre_z_mm(voted, zs_ct)
+    _check_c3_in_view(c3_z, zs_ct, in_section)
     c3_k = imaging.nearest_slice_k(ct, c3_z)
     zs_grid = imaging.slice_zs_mm(net_input.grid)
     fold_zs = [centre_z_mm(m, zs_grid) for m in masks if m.any()]
     fold_ks = [imaging.nearest_slice_k(ct, z) for z in fold_zs]
-    warnings = _section_warnings(extent_mm, fold_zs, len(masks), section, zs_ct)
+    warnings = _section_warnings(extent_mm, fold_zs, len(masks), voted, zs_ct)
     _report(progress, 1.0, f"C3 slice: {c3_k}")
-    return SectionResult(section.astype(np.uint8), c3_k, imaging.slice_z_mm(ct, c3_k),
+    return SectionResult(imaging.c3_section_mask(ct, c3_k), c3_k, imaging.slice_z_mm(ct, c3_k),
                          fold_ks, warnings)
+
+
+def _check_c3_in_view(c3_z_mm: float, zs_mm: np.ndarray, in_section: np.ndarray) -> None:
+    """Refuse a level the scan cannot show: a section cut by the edge of the field of view
+    whose centre lies within half a C3 body of that edge may be C2 or C4 seen in part."""
+    at_edge = in_section[0] == 0 or in_section[-1] == zs_mm.size - 1
+    margin_mm = min(abs(c3_z_mm - zs_mm[0]), abs(c3_z_mm - zs_mm[-1]))
+    if at_edge and margin_mm < EDGE_MARGIN_MM:
+        raise InputError(f"C3 is at the edge of this CT's field of view (the C3 level found "
+                         f"lies {margin_mm:.0f} mm from the first or last slice): the scan "
+                         "does not show enough of the neck around C3 to place the level. Use "
+                         "a scan that covers the neck from the skull base to below C4, or give "
+                         "the slice with --slice-k.")
 
 
 def _extent_mm(zs_mm: np.ndarray, slices: np.ndarray) -> float:

@@ -79,6 +79,9 @@ def prepare_muscle_case(row: dict, card: ModelCard) -> TrainingCase:
     """The C3 slice and its near neighbours (or the single exported slice) in 2D."""
     if row.get("slice_ct"):
         ct, mask_path, slices = imaging.read_ct(row["slice_ct"]), row["slice_mask"], [0]
+    elif not row.get("muscle_mask"):
+        raise InputError(f"case {row['case_id']} has no muscle mask: the muscle stage needs "
+                         "one per case (a manifest of C3 levels trains the section stage only).")
     else:
         ct, mask_path = imaging.read_ct(row["ct"]), row["muscle_mask"]
         c3_k = int(row["c3_slice_k"])
@@ -255,16 +258,25 @@ def save_training_curve(folder: Path, losses: dict[int, list[float]]) -> None:
     plt.close(figure)
 
 
-def train(manifest: str | Path, stage: str, out: str | Path, preset: str, folds: int,
+def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str, folds: int,
           iterations: int, seed: int, device: str | None, command: str, trained_on: str,
           synthetic: bool, log: Callable[[str], None] = print,
-          progress_factory: Callable[[int, str], Callable] | None = None) -> ModelCard:
-    """Train (or resume) every fold, validate each on its held-out cases, write the card."""
+          progress_factory: Callable[[int, str], Callable] | None = None,
+          only_fold: int | None = None) -> ModelCard:
+    """Train (or resume) every fold, validate each on its held-out cases, write the card.
+
+    The cases of several manifests (say, phantoms and annotated patients) train together.
+    With ``only_fold`` just that fold is trained, so that folds can run in parallel
+    processes; a last run without it gathers them into the card.
+    """
     out = Path(out)
     card = ModelCard.from_preset(stage, preset, folds=folds, seed=seed, iterations=iterations,
                                  command=command, trained_on=trained_on, synthetic=synthetic)
+    if only_fold is not None and not 0 <= only_fold < folds:
+        raise InputError(f"fold {only_fold} does not exist: folds are numbered 0 to "
+                         f"{folds - 1}.")
     _check_resume(out, card)
-    rows = read_manifest(manifest)
+    rows = [row for manifest in manifests for row in read_manifest(manifest)]
     prepare = prepare_section_case if stage == "section" else prepare_muscle_case
     log(f"Preparing {len(rows)} cases for the {stage} stage ({preset} preset)")
     cases = [prepare(row, card) for row in rows]
@@ -273,6 +285,8 @@ def train(manifest: str | Path, stage: str, out: str | Path, preset: str, folds:
     torch_device = resolve_device(device)
     losses = {}
     for fold, (train_idx, val_idx) in enumerate(fold_split(len(cases), folds, seed)):
+        if only_fold is not None and fold != only_fold:
+            continue
         if _metrics_path(out, fold).is_file():
             log(f"fold {fold}: already trained, skipped")
             losses[fold] = json.loads(_metrics_path(out, fold).read_text())["losses"]
@@ -289,6 +303,8 @@ def train(manifest: str | Path, stage: str, out: str | Path, preset: str, folds:
         write_text_atomic(_metrics_path(out, fold), json.dumps(metrics, indent=2) + "\n")
         _checkpoint_path(out, fold).unlink()  # the fold is done: weights and metrics remain
         log(f"fold {fold}: validation DSC {metrics['dsc_mean']:.3f}")
+    if only_fold is not None:
+        return card
     save_training_curve(out, losses)
     card.metrics["cross_validation"] = _summarise_folds(out, folds)
     card.save(out)

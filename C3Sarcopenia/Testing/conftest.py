@@ -34,7 +34,7 @@ def tiny_models(tmp_path_factory, phantom_cohort):
 
     root = tmp_path_factory.mktemp("models")
     for stage, preset in (("section", "fast"), ("muscle", "paper")):
-        train(phantom_cohort, stage, root / stage, preset, folds=2, iterations=3, seed=0,
+        train([phantom_cohort], stage, root / stage, preset, folds=2, iterations=3, seed=0,
               device="cpu", command="test", trained_on="test phantoms", synthetic=True,
               log=lambda message: None)
     return root

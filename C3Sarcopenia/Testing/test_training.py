@@ -62,5 +62,24 @@ def test_train_writes_card_metrics_curve_and_refuses_mismatched_resume(tiny_mode
         assert 0.0 <= metrics["dsc_mean"] <= 1.0 and metrics["n_validation"] >= 2
         assert len(load_ensemble(folder).nets) == 2
     with pytest.raises(InputError, match="preset"):
-        training.train(phantom_cohort, "section", tiny_models / "section", "paper", 2, 3, 0,
+        training.train([phantom_cohort], "section", tiny_models / "section", "paper", 2, 3, 0,
                        "cpu", "test", "test", True, log=lambda m: None)
+
+
+def test_folds_trained_in_separate_runs_gather_into_one_card(tmp_path, phantom_cohort):
+    """Two manifests train together; --fold runs train one fold each, a last run gathers."""
+    out = tmp_path / "section"
+    settings = dict(stage="section", out=out, preset="fast", folds=2, iterations=2, seed=0,
+                    device="cpu", command="test", trained_on="test", synthetic=True,
+                    log=lambda m: None)
+    manifests = [phantom_cohort, phantom_cohort]
+    training.train(manifests, only_fold=1, **settings)
+    assert (out / "fold1.pt").is_file() and not (out / "fold0.pt").exists()
+    assert "cross_validation" not in ModelCard.load(out).metrics
+    training.train(manifests, only_fold=0, **settings)
+    fold0_weights = (out / "fold0.pt").read_bytes()
+    card = training.train(manifests, **settings)
+    assert card.training_cases == 10 and "cross_validation" in card.metrics
+    assert (out / "fold0.pt").read_bytes() == fold0_weights  # gathered, not retrained
+    with pytest.raises(InputError, match="fold 2 does not exist"):
+        training.train(manifests, only_fold=2, **settings)
