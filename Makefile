@@ -18,3 +18,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen MPLBACKEND=Agg $(PY) -m pytest -q
+
+# The speed benchmark (README "Speed"); the OpenKBP CT is timed too when it is there.
+OPENKBP_CT := ../shared/data/openkbp/train-pats_pt_133_ct.nii.gz
+
+bench: $(STAMP)
+	$(VENV)/bin/c3sarcopenia bench --out bench_output $(if $(wildcard $(OPENKBP_CT)),--real-ct $(OPENKBP_CT))

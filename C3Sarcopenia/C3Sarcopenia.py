@@ -55,6 +55,9 @@ results follow every edit.</li>
 muscle density. L3 CSA = 27.304 + 1.363 C3 CSA - 0.671 age + 0.640 weight + 26.422 sex
 (female 1, male 2) (Swartz et al. 2016). SMI = L3 CSA / height&sup2;. Muscle is
 <i>depleted</i> below the Prado cut-offs: 52.4 cm&sup2;/m&sup2; for men, 38.5 for women.</li>
+<li><b>Ground truth.</b> Once slice and muscle are checked, <i>Save as ground truth</i> writes
+the CT, the muscle on the C3 slice and the slice (a row of <tt>c3_levels.csv</tt> with your
+name) to a folder: training data for your own models (<tt>c3sarcopenia ingest-levels</tt>).</li>
 </ol>
 <p><b>Research software, not a medical device.</b> The shipped models were trained on
 synthetic phantoms, and the results table says so.</p>
@@ -172,6 +175,8 @@ class C3SarcopeniaParameterNode:
     modelsFolder: Path  # empty: the shipped models
     device: Annotated[str, Choice(DEVICE_CHOICES)] = "auto"
     foldCount: Annotated[int, WithinRange(1, 5)] = 5
+    groundTruthFolder: Path  # where "Save as ground truth" writes
+    annotator: str = ""
 
 
 def sexChoice(sex: str | None) -> str:
@@ -324,6 +329,14 @@ class C3SarcopeniaLogic(ScriptedLoadableModuleLogic):
         return mrml.export_results(p.resultsTable, p.segmentation, folder,
                                    p.inputVolume.GetName())
 
+    def saveGroundTruth(self, p: C3SarcopeniaParameterNode) -> list[Path]:
+        """The accepted slice and muscle as training truth in the ground-truth folder."""
+        if str(p.groundTruthFolder) in ("", "."):
+            raise InputError("no ground-truth folder is chosen: choose one under "
+                             "'6. Ground truth' first.")
+        return mrml.save_ground_truth(p.inputVolume, p.segmentation, p.c3SliceK,
+                                      p.groundTruthFolder, p.annotator)
+
     # views and fields
 
     def showSlice(self, p: C3SarcopeniaParameterNode) -> None:
@@ -455,6 +468,7 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = C3SarcopeniaLogic()
         self.ui.progressFrame.hide()
         self.ui.modelsPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.groundTruthPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -469,6 +483,7 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "clicked(bool)", lambda: self.logic.useSliceShown(self._parameterNode))
         self.ui.editMuscleButton.connect("clicked(bool)", self.onEditMuscle)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.saveGroundTruthButton.connect("clicked(bool)", self.onSaveGroundTruth)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -552,6 +567,7 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.c3SliceSpinBox.maximum = mrml.slice_count(p.inputVolume) - 1 if hasVolume else -1
         self.ui.editMuscleButton.enabled = hasMuscle
         self.ui.exportButton.enabled = hasMuscle and p.resultsTable is not None
+        self.ui.saveGroundTruthButton.enabled = hasMuscle and hasSlice and not running
         self.ui.c3SlicePositionLabel.text = (
             f"z = {mrml.slice_offset_mm(p.inputVolume, p.c3SliceK):.1f} mm (head-feet)"
             if hasSlice else "no slice chosen")
@@ -636,6 +652,14 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             showError(error)
             return
         self.ui.statusLabel.text = "Exported " + ", ".join(path.name for path in written)
+
+    def onSaveGroundTruth(self) -> None:
+        try:
+            written = self.logic.saveGroundTruth(self._parameterNode)
+        except InputError as error:
+            showError(error)
+            return
+        self.ui.statusLabel.text = "Saved as ground truth: " + ", ".join(p.name for p in written)
 
 
 # --- self-test -------------------------------------------------------------------------------

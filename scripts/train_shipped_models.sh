@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# How the shipped models/ were made (about 45 minutes on a 2-core CPU). The model cards record
-# the same commands. Phantoms go to runs/ (not kept in git); the same seeds give the same files.
+# How the shipped models/ were made on a 2-core CPU. The model cards record the same commands.
+# Phantoms and ingested labels go to runs/ (not kept in git); the same seeds give the same
+# files. The real CTs are the OpenKBP volumes in ../shared/data/openkbp (see
+# data/openkbp_c3_levels/README.md); their 30 by-eye levels are the real test set and never
+# enter training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=.venv/bin/c3sarcopenia
-DATA="40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
+OPENKBP=../shared/data/openkbp
+TEST_LEVELS=$OPENKBP/c3_levels_by_eye.csv
 $C phantom --n 40 --seed 1000 --out runs/train_phantoms
 $C phantom --n 20 --seed 2000 --out runs/test_phantoms
+
+# Stage 2 (muscle): phantoms only (no real muscle labels are at hand).
 $C train --manifest runs/train_phantoms/manifest.csv --stage muscle --preset paper \
-    --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic --trained-on "$DATA"
-OMP_NUM_THREADS=1 $C train --manifest runs/train_phantoms/manifest.csv --stage section \
-    --preset fast --out models/section --iterations 300 --seed 0 --device cpu --synthetic \
-    --trained-on "$DATA"
+    --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic \
+    --trained-on "40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
+
+# Stage 1 (C3 section): phantoms plus the real CTs whose C3 level two readers agreed on.
+python3 data/openkbp_c3_levels/make_consensus.py data/openkbp_c3_levels/readings \
+    "$TEST_LEVELS" data/openkbp_c3_levels/c3_levels_consensus.csv
+$C ingest-levels data/openkbp_c3_levels/c3_levels_consensus.csv --ct-dir $OPENKBP \
+    --exclude "$TEST_LEVELS" --out runs/real_train
+$C ingest-levels "$TEST_LEVELS" --ct-dir $OPENKBP --out runs/real_test
+SECTION=(--manifest runs/train_phantoms/manifest.csv runs/real_train/manifest.csv
+         --stage section --preset fast --out models/section --iterations 1200 --seed 0
+         --device cpu --trained-on "40 synthetic neck CT phantoms (seed 1000) and the real \
+OpenKBP head-and-neck CTs listed in data/openkbp_c3_levels/c3_levels_consensus.csv")
+for fold in 0 1 2 3 4; do  # the folds in parallel, one thread each
+    OMP_NUM_THREADS=1 $C train "${SECTION[@]}" --fold $fold > runs/train_section_fold$fold.log 2>&1 &
+done
+wait
+$C train "${SECTION[@]}"  # gathers the folds into the model card
+
 $C evaluate --manifest runs/test_phantoms/manifest.csv --out runs/evaluation_test_phantoms \
+    --models models
+$C evaluate --manifest runs/real_test/manifest.csv --out runs/evaluation_real_test \
     --models models

@@ -16,9 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "index estimated from it (Naser et al. 2022).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import cli_cohort, cli_core, cli_train  # each adds its own sub-commands
+    # each module adds its own sub-commands
+    from . import cli_bench, cli_cohort, cli_core, cli_levels, cli_review, cli_train
 
-    for module in (cli_core, cli_train, cli_cohort):
+    for module in (cli_core, cli_train, cli_cohort, cli_levels, cli_review, cli_bench):
         module.register(subparsers)
     return parser
 

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_core import add_model_arguments, load_stage_models
+from .cli_core import add_model_arguments, command_line, load_stage_models
+from .errors import InputError
 from .measures import SMI_CUTOFF_CM2_M2
 
 
@@ -116,22 +117,48 @@ def _add_evaluate(subparsers) -> None:
         "evaluate", help="the paper's validation on a manifest with manual labels",
         description="Run both stages on every case of a manifest and compare with its labels: "
                     "section DSC, C3 slice error, muscle DSC on the true slice, CSA and SMI "
-                    "agreement (Pearson r, Wilcoxon). Writes DIR/metrics.json, DIR/cases.csv "
+                    "agreement (Pearson r, Wilcoxon). Cases with a C3 level and no muscle mask "
+                    "(ingest-levels) run stage 1 only: chosen slice inside the C3 body, error "
+                    "to the body's middle, refusals. Writes DIR/metrics.json, DIR/cases.csv "
                     "and the figures.")
     parser.add_argument("--manifest", required=True, help="manifest.csv (ingest or phantom)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_model_arguments(parser)
+    parser.add_argument("--record-in-cards", metavar="NAME",
+                        help="also write the metrics into both model cards under NAME (for "
+                             "example held_out_test_phantoms), with the command and --data")
+    parser.add_argument("--data", default="",
+                        help="what the manifest's cases are, for the model cards (with "
+                             "--record-in-cards; say whether they are phantoms or patients)")
     parser.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
+    if args.record_in_cards and not args.data:
+        raise InputError("--record-in-cards needs --data saying what the evaluated cases are "
+                         "(phantoms or patients, how many, where from).")
     metrics = evaluate(args.manifest, args.out, load_stage_models(args, "section"),
                        load_stage_models(args, "muscle"),
                        lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr))
     print_metrics(metrics, Path(args.out))
+    if args.record_in_cards:
+        _record_in_cards(args, metrics)
     return 0
+
+
+def _record_in_cards(args: argparse.Namespace, metrics: dict) -> None:
+    """Held-out figures go into the cards straight from the evaluation that measured them."""
+    from .models import ModelCard, default_models_dir
+
+    root = args.models or default_models_dir()
+    for stage in ("section", "muscle"):
+        card = ModelCard.load(root / stage)
+        card.metrics[args.record_in_cards] = {"data": args.data, "command": command_line(),
+                                            **metrics}
+        card.save(root / stage)
+    print(f"Recorded as {args.record_in_cards!r} in the model cards of {root}")
 
 
 def print_metrics(metrics: dict, out_dir: Path) -> None:
@@ -144,10 +171,16 @@ def print_metrics(metrics: dict, out_dir: Path) -> None:
     print(f"Section DSC     {fmt('section_dsc_mean')} +/- {fmt('section_dsc_sd')}")
     print(f"C3 slice error  median {fmt('slice_error_mm_median', 1)} mm, "
           f"max {fmt('slice_error_mm_max', 1)} mm")
-    print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice)")
-    for label, where in (("gt", "true slice"), ("auto", "chosen slice")):
-        print(f"CSA, {where:<13}r = {fmt('csa_pearson_r_' + label)}, median |difference| "
-              f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %")
+    if metrics["n_level_cases"]:
+        print(f"C3 level        {metrics['n_level_cases']} cases: chosen slice inside the C3 "
+              f"body {fmt('inside_c3_body_fraction')}, stage 1 refused {metrics['n_refused']}")
+        print(f"Level error     to the body's middle: median {fmt('level_error_mm_median', 1)} "
+              f"mm, mean {fmt('level_error_mm_mean', 1)} mm, max {fmt('level_error_mm_max', 1)} mm")
+    if metrics["n_cases"] > metrics["n_level_cases"]:  # cases with a true muscle
+        print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice)")
+        for label, where in (("gt", "true slice"), ("auto", "chosen slice")):
+            print(f"CSA, {where:<13}r = {fmt('csa_pearson_r_' + label)}, median |difference| "
+                  f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %")
     print(f"Wrote           {out_dir / 'metrics.json'}, {out_dir / 'cases.csv'}, figures")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -74,6 +75,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the networks run (default: a CUDA GPU when present)")
     parser.add_argument("--folds", type=int, help="use only the first N folds of each ensemble")
+
+
+def command_line() -> str:
+    """The command as typed, for model cards (empty when called from Python)."""
+    return "c3sarcopenia " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
 
 
 def load_stage_models(args: argparse.Namespace, stage: str):

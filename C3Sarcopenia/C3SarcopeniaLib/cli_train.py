@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 from tqdm import tqdm
 
+from .cli_core import command_line
 from .models import PRESETS, STAGES
 
 
@@ -45,7 +45,6 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from .training import train
 
-    command = "c3sarcopenia " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
 
     def progress_bar(total: int, label: str):
         bar = tqdm(total=total, desc=label, unit="it", file=sys.stderr, mininterval=2)
@@ -59,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
         return update
 
     card = train(args.manifest, args.stage, args.out, args.preset, args.folds, args.iterations,
-                 args.seed, args.device, command,
+                 args.seed, args.device, command_line(),
                  args.trained_on or f"cases of {' + '.join(args.manifest)}", args.synthetic,
                  progress_factory=progress_bar, only_fold=args.fold)
     if args.fold is not None:

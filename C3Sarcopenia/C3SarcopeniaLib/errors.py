@@ -12,5 +12,5 @@ class Cancelled(Exception):
     """Raised from a progress callback to stop a long computation at the user's request."""
 
 
-SYNTHETIC_MODELS_WARNING = ("the models were trained on synthetic phantoms, not patients: "
-                            "review the slice and the muscle before clinical use.")
+SYNTHETIC_MODELS_WARNING = ("a model used here was trained on synthetic phantoms only, not on "
+                            "patients: review the slice and the muscle before clinical use.")

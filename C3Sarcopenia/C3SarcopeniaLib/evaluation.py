@@ -3,6 +3,11 @@
 Per case: section DSC (ensemble and each fold), C3 slice error in mm, muscle DSC on the true
 slice (Pred_GT), and CSA / SMI on the true slice and on the automatically chosen slice
 (Pred_C3). Per cohort: means and SDs, Pearson r, two-sided Wilcoxon signed-rank tests.
+
+Rows with a C3 level but no muscle mask (``ingest-levels``) run stage 1 only: is the chosen
+slice inside the C3 body (``c3_top_k`` .. ``c3_bottom_k``), how far is it from the body's middle
+(``c3_slice_k``), and the section DSC when a section label is given. A CT on which stage 1
+refuses (C3 outside the field of view) counts as not inside.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ class CaseEvaluation:
     smi_true: float | None = None
     smi_pred_gt: float | None = None
     smi_pred_c3: float | None = None
+    level_only: bool = False                 # truth is a C3 level, no muscle
+    c3_top_k: int | None = None
+    c3_bottom_k: int | None = None
+    inside_c3_body: bool | None = None       # chosen slice within top..bottom (level rows)
+    refused: str | None = None               # why stage 1 gave no slice (level rows)
     error: str | None = None
 
 
@@ -64,22 +74,34 @@ class CaseTruth:
 
     case_id: str
     clinical: ClinicalInfo
-    c3_slice_k: int
-    muscle: np.ndarray                # (j, i) true muscle on the true slice
+    c3_slice_k: int                   # the measurement slice (the C3 body's middle)
+    muscle: np.ndarray | None         # (j, i) true muscle on the true slice; None: level only
     section_mask: np.ndarray | None   # (k, j, i) true C3 section; None when not labelled
+    c3_top_k: int | None = None       # the C3 body's first and last slice, when known
+    c3_bottom_k: int | None = None
 
 
 def read_truth(row: dict, ct: sitk.Image) -> CaseTruth:
+    def index(key: str) -> int | None:
+        return int(row[key]) if row.get(key) not in ("", None) else None
+
     true_k = int(row["c3_slice_k"])
     section = imaging.read_mask(row["section_mask"], ct) if row.get("section_mask") else None
-    return CaseTruth(row["case_id"], clinical_from_row(row), true_k,
-                     imaging.read_mask(row["muscle_mask"], ct)[true_k], section)
+    muscle = imaging.read_mask(row["muscle_mask"], ct)[true_k] if row.get("muscle_mask") else None
+    return CaseTruth(row["case_id"], clinical_from_row(row), true_k, muscle, section,
+                     index("c3_top_k"), index("c3_bottom_k"))
 
 
 def evaluate_case(row: dict, section_models: Ensemble, muscle_models: Ensemble) -> CaseEvaluation:
-    """Run both stages on one case and score them against its labels."""
+    """Run both stages (stage 1 only for a level row) and score them against its labels."""
     ct = imaging.read_ct(row["ct"])
     truth = read_truth(row, ct)
+    if truth.muscle is None:
+        try:
+            section = find_c3_section(ct, section_models)
+        except InputError as refusal:
+            return score_level_case(ct, truth, None, str(refusal))
+        return score_level_case(ct, truth, section)
     muscle_on_true = segment_muscle(ct, truth.c3_slice_k, muscle_models)
     if truth.section_mask is None:
         return score_case(ct, truth, muscle_on_true)
@@ -106,13 +128,37 @@ def score_case(ct: sitk.Image, truth: CaseTruth, muscle_on_true: np.ndarray,
     result.csa_pred_gt_cm2, result.smi_pred_gt = _csa_smi(ct, true_k, muscle_on_true,
                                                           truth.clinical)
     if section is not None and truth.section_mask is not None:
-        result.auto_slice_k = section.c3_slice_k
-        result.slice_error_mm = abs(section.c3_slice_z_mm - imaging.slice_z_mm(ct, true_k))
-        result.section_dsc = dice(section.section_mask, truth.section_mask)
+        _score_section(ct, truth, section, result)
         if muscle_on_auto is not None:
             result.csa_pred_c3_cm2, result.smi_pred_c3 = _csa_smi(
                 ct, section.c3_slice_k, muscle_on_auto, truth.clinical)
     return result
+
+
+def score_level_case(ct: sitk.Image, truth: CaseTruth, section: SectionResult | None,
+                     refused: str | None = None) -> CaseEvaluation:
+    """Score stage 1 against a C3 level; ``section`` is None when stage 1 refused."""
+    result = CaseEvaluation(truth.case_id, truth.clinical.sex, truth.c3_slice_k,
+                            level_only=True, c3_top_k=truth.c3_top_k,
+                            c3_bottom_k=truth.c3_bottom_k, refused=refused)
+    has_body = truth.c3_top_k is not None and truth.c3_bottom_k is not None
+    if section is None:
+        result.inside_c3_body = False if has_body else None
+        return result
+    _score_section(ct, truth, section, result)
+    if has_body:
+        low, high = sorted((truth.c3_top_k, truth.c3_bottom_k))
+        result.inside_c3_body = low <= section.c3_slice_k <= high
+    return result
+
+
+def _score_section(ct: sitk.Image, truth: CaseTruth, section: SectionResult,
+                   result: CaseEvaluation) -> None:
+    """The chosen slice's distance to the true slice, and the section DSC when labelled."""
+    result.auto_slice_k = section.c3_slice_k
+    result.slice_error_mm = abs(section.c3_slice_z_mm - imaging.slice_z_mm(ct, truth.c3_slice_k))
+    if truth.section_mask is not None:
+        result.section_dsc = dice(section.section_mask, truth.section_mask)
 
 
 def _csa_smi(ct: sitk.Image, slice_k: int, muscle: np.ndarray,
@@ -168,6 +214,7 @@ def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
     errors = [c.slice_error_mm for c in ok if c.slice_error_mm is not None]
     metrics["slice_error_mm_median"] = float(np.median(errors)) if errors else None
     metrics["slice_error_mm_max"] = float(np.max(errors)) if errors else None
+    metrics.update(level_metrics([c for c in ok if c.level_only]))
     for label, column in (("gt", "csa_pred_gt_cm2"), ("auto", "csa_pred_c3_cm2")):
         pairs = _paired(ok, "csa_true_cm2", column)
         metrics[f"csa_pearson_r_{label}"], metrics[f"csa_pearson_p_{label}"] = _pearson(pairs)
@@ -184,6 +231,18 @@ def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
                 _paired(ok, "csa_true_cm2", "csa_pred_gt_cm2" if label == "gt"
                         else "csa_pred_c3_cm2", sex))
     return metrics
+
+
+def level_metrics(cases: list[CaseEvaluation]) -> dict:
+    """Stage 1 against C3 levels: fraction of chosen slices inside the C3 body (refusals
+    count as outside), error to the body's middle, and how often stage 1 refused."""
+    inside = [c.inside_c3_body for c in cases if c.inside_c3_body is not None]
+    errors = [c.slice_error_mm for c in cases if c.slice_error_mm is not None]
+    return {"n_level_cases": len(cases), "n_refused": sum(c.refused is not None for c in cases),
+            "inside_c3_body_fraction": float(np.mean(inside)) if inside else None,
+            "level_error_mm_median": float(np.median(errors)) if errors else None,
+            "level_error_mm_mean": float(np.mean(errors)) if errors else None,
+            "level_error_mm_max": float(np.max(errors)) if errors else None}
 
 
 def write_cases_csv(cases: list[CaseEvaluation], path: Path) -> None:
@@ -211,6 +270,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble
             cases.append(evaluate_case(row, section_models, muscle_models))
         except InputError as error:
             cases.append(CaseEvaluation(row["case_id"], None, int(row["c3_slice_k"]),
+                                        level_only=not row.get("muscle_mask"),
                                         error=str(error)))
     metrics = cohort_metrics(cases)
     metrics["models"] = {"section": str(section_models.folder),

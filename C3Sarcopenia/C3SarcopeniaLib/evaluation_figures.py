@@ -99,9 +99,12 @@ def _identity_line(axis) -> None:
 
 
 def write_figures(cases, out_dir: Path) -> None:
+    """The DSC and slice-error figures; the CSA and SMI ones when some case has a true muscle
+    (cases with a C3 level only have none)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     dsc_boxplots(cases, out_dir / "dsc_boxplots.png")
     slice_error_histogram(cases, out_dir / "slice_error_histogram.png")
-    csa_scatter(cases, out_dir / "csa_scatter.png")
-    csa_difference_histogram(cases, out_dir / "csa_difference_histogram.png")
-    smi_scatter(cases, out_dir / "smi_scatter_by_sex.png")
+    if _values(cases, "csa_true_cm2"):
+        csa_scatter(cases, out_dir / "csa_scatter.png")
+        csa_difference_histogram(cases, out_dir / "csa_difference_histogram.png")
+        smi_scatter(cases, out_dir / "smi_scatter_by_sex.png")

@@ -21,6 +21,8 @@ AIR_HU = -1024.0
 _DICOM_TAGS = {"modality": "0008|0060", "age": "0010|1010", "sex": "0010|0040",
                "size_m": "0010|1020", "weight_kg": "0010|1030"}
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+_IN_PLANE = np.array([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1),
+                      np.zeros((3, 3), bool)])  # 4-connected within an axial slice only
 
 
 def read_ct(path: str | Path) -> sitk.Image:
@@ -39,8 +41,9 @@ def read_ct(path: str | Path) -> sitk.Image:
         raise InputError(f"{path} is not a greyscale CT volume (it has "
                          f"{image.GetDimension()} dimensions, "
                          f"{image.GetNumberOfComponentsPerPixel()} channels).")
+    floating = image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
     image = sitk.Cast(image, sitk.sitkFloat32)
-    if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+    if floating and not np.isfinite(sitk.GetArrayViewFromImage(image)).all():  # ints are finite
         raise InputError(f"{path} contains NaN or infinite voxels: re-export the CT from "
                          "the scanner or PACS.")
     check_axial(image, str(path))
@@ -118,21 +121,61 @@ def pixel_spacing_mm(image: sitk.Image) -> tuple[float, float]:
 
 
 def resample_to_lps_grid(image: sitk.Image, spacing_mm: float,
-                         interpolator=sitk.sitkLinear, default_value: float = AIR_HU) -> sitk.Image:
+                         interpolator=sitk.sitkLinear, default_value: float = AIR_HU,
+                         around: np.ndarray | None = None) -> sitk.Image:
     """Resample onto an axis-aligned grid with isotropic spacing covering the image (2D or 3D).
 
     The networks then see every CT the same way round, whatever its stored orientation.
+    With ``around`` (a non-empty mask in the image's array order), only the block of that
+    grid whose linear interpolation can reach a voxel of the mask is made, from the voxels
+    it needs: the whole grid's values there, for a fraction of the work.
     """
     dim = image.GetDimension()
-    corners = [image.TransformContinuousIndexToPhysicalPoint(
-        [(-0.5 if bit == 0 else n - 0.5) for bit, n in zip(c, image.GetSize())])
-        for c in np.ndindex(*(2,) * dim)]
-    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
-    size = [max(1, int(np.ceil((h - lo) / spacing_mm - 1e-6))) for lo, h in zip(low, high)]
+    low, high = _physical_box(image, [-0.5] * dim, [n - 0.5 for n in image.GetSize()])
+    size = np.array([max(1, int(np.ceil((h - lo) / spacing_mm - 1e-6)))
+                     for lo, h in zip(low, high)])
     origin = low + 0.5 * spacing_mm
-    return sitk.Resample(image, size, sitk.Transform(dim, sitk.sitkIdentity), interpolator,
-                         origin.tolist(), [spacing_mm] * dim, np.eye(dim).ravel().tolist(),
-                         default_value, image.GetPixelID())
+    if around is not None:
+        box = bounding_box(around)[::-1]  # SimpleITK's (i, j, k) order
+        # Interpolated points more than a voxel from the box cannot reach it; 2 for rounding.
+        near_low, near_high = _physical_box(image, [b.start - 2 for b in box],
+                                            [b.stop + 1 for b in box])
+        first = np.clip(np.floor((near_low - origin) / spacing_mm), 0, size - 1).astype(int)
+        last = np.clip(np.ceil((near_high - origin) / spacing_mm), 0, size - 1).astype(int)
+        origin, size = origin + first * spacing_mm, last - first + 1
+        image = _voxels_interpolated(image, origin, origin + (size - 1) * spacing_mm)
+    return sitk.Resample(image, [int(n) for n in size], sitk.Transform(dim, sitk.sitkIdentity),
+                         interpolator, origin.tolist(), [spacing_mm] * dim,
+                         np.eye(dim).ravel().tolist(), default_value, image.GetPixelID())
+
+
+def _physical_box(image: sitk.Image, first: list[float],
+                  last: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest physical coordinates of a box of continuous voxel indices."""
+    corners = [image.TransformContinuousIndexToPhysicalPoint(
+        [float(last[axis] if bit else first[axis]) for axis, bit in enumerate(c)])
+        for c in np.ndindex(*(2,) * image.GetDimension())]
+    return np.min(corners, axis=0), np.max(corners, axis=0)
+
+
+def _voxels_interpolated(image: sitk.Image, low: np.ndarray, high: np.ndarray) -> sitk.Image:
+    """The part of the image that linear interpolation uses for points in a physical box."""
+    corners = [image.TransformPhysicalPointToContinuousIndex(
+        [float(high[axis] if bit else low[axis]) for axis, bit in enumerate(c)])
+        for c in np.ndindex(*(2,) * image.GetDimension())]
+    size = np.array(image.GetSize()) - 1
+    first = np.clip(np.floor(np.min(corners, axis=0)), 0, size).astype(int)
+    last = np.clip(np.floor(np.max(corners, axis=0)) + 1, 0, size).astype(int)
+    return image[tuple(slice(a, b + 1) for a, b in zip(first, last))]
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (in the mask's array order) holding every voxel of a non-empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(occupied[0]), int(occupied[-1]) + 1))
+    return tuple(box)
 
 
 def resample_like(image: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkNearestNeighbor,
@@ -155,9 +198,14 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     volume at the top or bottom of the field of view.
     """
     mask = hu > BODY_THRESHOLD_HU
-    for k in range(mask.shape[0]):
-        mask[k] = ndimage.binary_fill_holes(mask[k])
-    return largest_component(mask)
+    # Per-slice hole filling in one pass: background pieces connected within their slice,
+    # those that touch the slice's edge are outside, the others are holes.
+    background, n = ndimage.label(~mask, structure=_IN_PLANE)
+    edges = np.concatenate([background[:, [0, -1], :].ravel(), background[:, :, [0, -1]].ravel()])
+    outside = np.zeros(n + 1, bool)
+    outside[edges] = True
+    outside[0] = False  # label 0 is the body itself
+    return largest_component(~outside[background])
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -248,6 +296,21 @@ def c3_section_mask(ct: sitk.Image, c3_slice_k: int, hu: np.ndarray | None = Non
     mask = np.zeros(hu.shape, dtype=np.uint8)
     mask[in_slab] = body_mask(np.asarray(hu[in_slab]))
     return mask
+
+
+def int16_hu(ct: sitk.Image) -> sitk.Image:
+    """HU to the unit, as the scanner stored them: half the size of float volumes."""
+    hu = np.clip(np.rint(sitk.GetArrayViewFromImage(ct)), -32768, 32767).astype(np.int16)
+    image = sitk.GetImageFromArray(hu)
+    image.CopyInformation(ct)
+    return image
+
+
+def mask_image(mask: np.ndarray, ct: sitk.Image) -> sitk.Image:
+    """A (k, j, i) mask as a uint8 label image on the CT's grid."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(ct)
+    return image
 
 
 def check_same_grid(image: sitk.Image, ct: sitk.Image, what: str = "the mask") -> None:

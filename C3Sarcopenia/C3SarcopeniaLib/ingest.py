@@ -24,7 +24,6 @@ from .errors import InputError
 from .fileio import write_image_atomic, write_text_atomic
 from .measures import ClinicalInfo, parse_sex
 from .phantom import MANIFEST_COLUMNS
-from .report import mask_image
 from .survival import is_missing, parse_number, read_table_csv, parse_event, resolve_column
 from .tagfile import SKELETAL_MUSCLE_TAG, tag_mask_for_image
 
@@ -268,19 +267,11 @@ def ingest_patient(folder: Path, fields: dict[str, str], out_dir: Path,
     muscle[match.slice_k] = slice_muscle(files.segmentation, single, muscle_values)
     section = imaging.c3_section_mask(series, match.slice_k)
     case = folder.name
-    write_image_atomic(_int16_hu(series), out_dir / case / "ct.nii.gz")
-    write_image_atomic(mask_image(section, series), out_dir / case / "section.nii.gz")
-    write_image_atomic(mask_image(muscle, series), out_dir / case / "muscle.nii.gz")
+    write_image_atomic(imaging.int16_hu(series), out_dir / case / "ct.nii.gz")
+    for name, mask in (("section", section), ("muscle", muscle)):
+        write_image_atomic(imaging.mask_image(mask, series), out_dir / case / f"{name}.nii.gz")
     return {"case_id": case, "ct": f"{case}/ct.nii.gz", "section_mask": f"{case}/section.nii.gz",
             "muscle_mask": f"{case}/muscle.nii.gz", "c3_slice_k": str(match.slice_k), **fields}
-
-
-def _int16_hu(ct: sitk.Image) -> sitk.Image:
-    """HU to the unit, as the scanner stored them: half the size of float volumes."""
-    hu = np.clip(np.rint(sitk.GetArrayViewFromImage(ct)), -32768, 32767).astype(np.int16)
-    image = sitk.GetImageFromArray(hu)
-    image.CopyInformation(ct)
-    return image
 
 
 @dataclass

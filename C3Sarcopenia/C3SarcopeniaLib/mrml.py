@@ -19,6 +19,8 @@ from vtk.util import numpy_support
 
 from . import imaging
 from .errors import InputError
+from .fileio import write_image_atomic
+from .levels import C3Level, write_level_row
 from .measures import SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, measure_slice
 
 SECTION_SEGMENT = "C3 section"
@@ -27,6 +29,7 @@ SECTION_COLOR = (0.95, 0.8, 0.25)
 MUSCLE_COLOR = (0.85, 0.2, 0.2)
 RESULT_COLUMNS = ("Measure", "Value", "Unit", "Note")
 WARNING_MEASURE = "Warning"
+GROUND_TRUTH_CSV = "c3_levels.csv"  # the levels CSV "Save as ground truth" keeps up to date
 _WARNINGS_ATTRIBUTE = "C3Sarcopenia.ReviewWarnings"
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse: also RAS from LPS
 
@@ -459,9 +462,45 @@ def export_results(table_node, segmentation_node, folder: str | Path, stem: str)
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder: choose an existing folder to export to.")
-    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._") or "ct"
+    stem = _safe_file_stem(stem)
     return [save_table_csv(table_node, folder / f"{stem}_c3_results.csv"),
             save_segmentation(segmentation_node, folder / f"{stem}_c3_segmentation.seg.nrrd")]
+
+
+def _safe_file_stem(name: str) -> str:
+    """A node name made safe as the start of a file name."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "ct"
+
+
+def save_ground_truth(volume_node, segmentation_node, c3_slice_k: int, folder: str | Path,
+                      annotator: str, confidence: str = "high") -> list[Path]:
+    """Keep a reviewed case as training truth in ``folder``: ``<case>_ct.nii.gz`` (HU),
+    ``<case>_muscle.nii.gz`` (the muscle segment on slice k, on the CT grid) and the case's
+    row of ``c3_levels.csv`` (middle slice k, top and bottom blank), replacing an earlier
+    row of the same case. ``<case>`` is the volume's name. ``c3sarcopenia ingest-levels``
+    reads the folder's CSV."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder: choose an existing ground-truth folder.")
+    if not annotator.strip():
+        raise InputError("the annotator is empty: enter your name or initials, so the ground "
+                         "truth says who accepted it.")
+    if not 0 <= c3_slice_k < slice_count(volume_node):
+        raise InputError("no C3 slice is chosen: choose and check the slice first.")
+    ct = ct_from_volume_node(volume_node)
+    muscle = np.zeros(voxels(volume_node).shape, np.uint8)
+    muscle[c3_slice_k] = muscle_slice_mask(segmentation_node, volume_node, c3_slice_k)
+    if not muscle.any():
+        raise InputError(f"the muscle segment is empty on slice {c3_slice_k}: segment and "
+                         "check the muscle on the C3 slice first.")
+    case = _safe_file_stem(volume_node.GetName())
+    ct_path, muscle_path = folder / f"{case}_ct.nii.gz", folder / f"{case}_muscle.nii.gz"
+    write_image_atomic(imaging.int16_hu(ct), ct_path)
+    write_image_atomic(imaging.mask_image(muscle, ct), muscle_path)
+    level = C3Level(case, None, None, c3_slice_k, confidence,
+                    f"slice accepted in 3D Slicer; muscle in {muscle_path.name}",
+                    annotator.strip(), ct_path)
+    return [write_level_row(folder / GROUND_TRUTH_CSV, level), ct_path, muscle_path]
 
 
 # --- DICOM ---------------------------------------------------------------------------------

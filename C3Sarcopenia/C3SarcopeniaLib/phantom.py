@@ -38,6 +38,8 @@ class PhantomOptions:
     slice_mm: tuple[float, float] = (1.0, 5.0)
     noise_hu: tuple[float, float] = (5.0, 25.0)
     covers_c3: bool = True  # False: the scan stops above C3 (a field of view without C3)
+    fov_mm: float = FOV_IN_PLANE_MM  # in-plane field of view (square)
+    scan_length_mm: float | None = None  # extend the drawn scan range equally up and down
 
 
 @dataclass
@@ -303,7 +305,10 @@ def make_phantom(seed: int, case_id: str = "phantom",
     in_plane = rng.uniform(*options.in_plane_mm)
     thickness = rng.uniform(*options.slice_mm)
     z_top, z_bottom = _scan_range(anatomy, rng, options.covers_c3)
-    n_xy = int(round(FOV_IN_PLANE_MM / in_plane))
+    if options.scan_length_mm is not None:
+        extra = max(0.0, options.scan_length_mm - (z_top - z_bottom)) / 2.0
+        z_top, z_bottom = z_top + extra, z_bottom - extra
+    n_xy = int(round(options.fov_mm / in_plane))
     n_z = int((z_top - z_bottom) // thickness) + 1
     coords = (np.arange(n_xy) - (n_xy - 1) / 2) * in_plane
     y, x = np.meshgrid(coords + rng.uniform(-10, 10), coords, indexing="ij")

@@ -44,20 +44,21 @@ class NetworkInput:
 
 
 def section_network_input(ct: sitk.Image, spacing_mm: float) -> NetworkInput:
-    """Stage-1 input: LPS-aligned isotropic grid, cropped to the body to save work."""
-    grid = imaging.resample_to_lps_grid(ct, spacing_mm)
+    """Stage-1 input: LPS-aligned isotropic grid, cropped to the body to save work.
+
+    Only the part of the grid near voxels above the body threshold is resampled at all: the
+    rest is air, which the crop would drop.
+    """
+    above = sitk.GetArrayViewFromImage(ct) > imaging.BODY_THRESHOLD_HU
+    grid = imaging.resample_to_lps_grid(ct, spacing_mm, around=above if above.any() else None)
     hu = sitk.GetArrayFromImage(grid)
     body = imaging.body_mask(hu)
     if not body.any():
         raise InputError("no body found in the CT (nothing above -500 HU): is this a CT in "
                          "Hounsfield units?")
-    nz = np.nonzero(body)
-    low = [int(a.min()) for a in nz]
-    high = [int(a.max()) + 1 for a in nz]
+    crop = imaging.bounding_box(body)
     # SimpleITK slicing is (x, y, z); numpy is (z, y, x).
-    grid = grid[low[2]:high[2], low[1]:high[1], low[0]:high[0]]
-    crop = tuple(slice(lo, hi) for lo, hi in zip(low, high))
-    return NetworkInput(imaging.normalise_hu(hu[crop]), grid, body[crop])
+    return NetworkInput(imaging.normalise_hu(hu[crop]), grid[crop[::-1]], body[crop])
 
 
 def muscle_network_input(ct: sitk.Image, slice_k: int, spacing_mm: float) -> NetworkInput:
@@ -156,10 +157,10 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
                          "reach the C3 vertebra. Check the scan covers the neck from the skull "
                          "base to below C4, or give the slice with --slice-k.")
     c3_z = centre_z_mm(voted, zs_ct)
-    _check_c3_in_view(c3_z, zs_ct, in_section)
-    c3_k = imaging.nearest_slice_k(ct, c3_z)
     zs_grid = imaging.slice_zs_mm(net_input.grid)
     fold_zs = [centre_z_mm(m, zs_grid) for m in masks if m.any()]
+    _check_c3_in_view(c3_z, zs_ct, in_section, fold_zs)
+    c3_k = imaging.nearest_slice_k(ct, c3_z)
     fold_ks = [imaging.nearest_slice_k(ct, z) for z in fold_zs]
     warnings = _section_warnings(extent_mm, fold_zs, len(masks), voted, zs_ct)
     _report(progress, 1.0, f"C3 slice: {c3_k}")
@@ -167,17 +168,22 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
                          fold_ks, warnings)
 
 
-def _check_c3_in_view(c3_z_mm: float, zs_mm: np.ndarray, in_section: np.ndarray) -> None:
-    """Refuse a level the scan cannot show: a section cut by the edge of the field of view
-    whose centre lies within half a C3 body of that edge may be C2 or C4 seen in part."""
+def _check_c3_in_view(c3_z_mm: float, zs_mm: np.ndarray, in_section: np.ndarray,
+                      fold_zs_mm: list[float]) -> None:
+    """Refuse a level the scan cannot show. A section cut by the edge of the field of view is
+    C3 seen in part, or C2 or C4 taken for it: refused when its centre lies within half a C3
+    body of that edge, or when the folds disagree on it by more than half a vertebra."""
     at_edge = in_section[0] == 0 or in_section[-1] == zs_mm.size - 1
+    if not at_edge:
+        return
     margin_mm = min(abs(c3_z_mm - zs_mm[0]), abs(c3_z_mm - zs_mm[-1]))
-    if at_edge and margin_mm < EDGE_MARGIN_MM:
-        raise InputError(f"C3 is at the edge of this CT's field of view (the C3 level found "
-                         f"lies {margin_mm:.0f} mm from the first or last slice): the scan "
-                         "does not show enough of the neck around C3 to place the level. Use "
-                         "a scan that covers the neck from the skull base to below C4, or give "
-                         "the slice with --slice-k.")
+    spread_mm = max(fold_zs_mm) - min(fold_zs_mm) if fold_zs_mm else 0.0
+    if margin_mm < EDGE_MARGIN_MM or spread_mm > FOLD_DISAGREEMENT_MM:
+        raise InputError(f"C3 could not be placed: the C3 section found reaches the edge of "
+                         f"this CT's field of view ({margin_mm:.0f} mm from its centre) and the "
+                         f"folds place it {spread_mm:.0f} mm apart, so the scan may not show C3. "
+                         "Use a scan that covers the neck from the skull base to below C4, or "
+                         "give the slice with --slice-k.")
 
 
 def _extent_mm(zs_mm: np.ndarray, slices: np.ndarray) -> float:

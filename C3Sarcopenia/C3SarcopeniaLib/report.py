@@ -14,14 +14,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .fileio import write_figure_atomic, write_image_atomic, write_text_atomic
+from .imaging import mask_image
 from .overlay import overlay_figure
 from .pipeline import Prediction
-
-
-def mask_image(mask: np.ndarray, ct: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.CopyInformation(ct)
-    return image
 
 
 def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction) -> dict:

@@ -13,6 +13,7 @@ from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.measures import muscle_csa_cm2
 from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
 from C3SarcopeniaLib.training import read_manifest
+from conftest import SHARED
 
 CLINICAL = ["--age", "60", "--sex", "M", "--height-cm", "176", "--weight-kg", "80"]
 
@@ -161,3 +162,23 @@ def test_demo_runs_the_shipped_models_on_the_shipped_sample(tmp_path, capsys):
     assert result["muscle_status"] in ("depleted", "normal")  # the sample's fields are known
     assert any("synthetic phantoms" in w for w in result["warnings"])
     assert "true C3 slice is k=" in out.out and (tmp_path / "overlay.png").is_file()
+
+
+OPENKBP = SHARED / "openkbp"
+
+
+@pytest.mark.skipif(not OPENKBP.is_dir(), reason="shared OpenKBP data not present")
+@pytest.mark.parametrize("case, first_k, last_k", [
+    ("train-pats_pt_38", 0, None),    # the scan starts in the lower neck: no C1 or C2 in it
+    ("train-pats_pt_133", 0, 40),     # cut above C3 (its C3 body is slices 46-51)
+    ("train-pats_pt_133", 56, None),  # cut below C3
+])
+def test_predict_refuses_a_real_ct_whose_field_of_view_misses_c3(tmp_path, capsys, case,
+                                                                  first_k, last_k):
+    """A clinician's scan without C3 gets exit 2 and a reason, never a wrong level."""
+    ct = imaging.read_ct(OPENKBP / f"{case}_ct.nii.gz")
+    path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(ct[:, :, first_k:last_k], str(path))
+    status, out = run(["predict", path, "--out", tmp_path / "out"], capsys)
+    assert status == 2 and "C3" in out.err and "field of view" in out.err
+    assert not (tmp_path / "out" / "result.json").exists()

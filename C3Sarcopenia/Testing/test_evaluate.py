@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from C3SarcopeniaLib import imaging
 from C3SarcopeniaLib.cli import main
-from C3SarcopeniaLib.evaluation import CaseTruth, cohort_metrics, score_case
+from C3SarcopeniaLib.evaluation import CaseTruth, cohort_metrics, score_case, score_level_case
 from C3SarcopeniaLib.measures import ClinicalInfo
 from C3SarcopeniaLib.pipeline import SectionResult
 
@@ -139,3 +139,127 @@ def test_evaluate_command_reports_metrics_and_records_a_failing_case(
     assert len(cases[rows[0]["case_id"]]["section_dsc_folds"].split()) == 1
     for figure in ("dsc_boxplots", "slice_error_histogram", "csa_scatter"):
         assert (out / f"{figure}.png").is_file()
+
+
+# --- truth that is a C3 level only (ingest-levels) --------------------------------------------
+
+BODY = (TRUE_K + 2, TRUE_K - 2)  # top, bottom: k grows towards the head in this CT
+
+
+def level_truth(ct: sitk.Image) -> CaseTruth:
+    return CaseTruth("level", ClinicalInfo(), TRUE_K, None, imaging.c3_section_mask(ct, TRUE_K),
+                     *BODY)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2, 3, -3])
+def test_level_truth_scores_inside_the_body_and_error_of_the_shift(cylinder_ct, shift):
+    case = score_level_case(cylinder_ct, level_truth(cylinder_ct),
+                            shifted_section(cylinder_ct, shift))
+    assert case.level_only and case.auto_slice_k == TRUE_K + shift
+    assert case.inside_c3_body == (abs(shift) <= 2)
+    assert case.slice_error_mm == pytest.approx(abs(shift) * SPACING[2], abs=1e-6)
+    assert case.section_dsc == pytest.approx((SECTION_SLICES - abs(shift)) / SECTION_SLICES)
+    assert case.muscle_dsc is None and case.csa_true_cm2 is None
+
+
+def test_truth_as_prediction_is_all_inside_with_no_error_and_refusals_count_outside(
+        cylinder_ct):
+    truth = level_truth(cylinder_ct)
+    perfect = [score_level_case(cylinder_ct, truth, shifted_section(cylinder_ct, 0))
+               for _ in range(3)]
+    metrics = cohort_metrics(perfect)
+    assert metrics["n_level_cases"] == 3 and metrics["n_refused"] == 0
+    assert metrics["inside_c3_body_fraction"] == 1.0
+    assert metrics["level_error_mm_median"] == metrics["level_error_mm_max"] == 0.0
+    assert metrics["section_dsc_mean"] == pytest.approx(1.0)
+    refused = score_level_case(cylinder_ct, truth, None, "C3 was not found in this CT")
+    assert refused.inside_c3_body is False and refused.slice_error_mm is None
+    shifted = score_level_case(cylinder_ct, truth, shifted_section(cylinder_ct, -3))
+    metrics = cohort_metrics([*perfect, refused, shifted])
+    assert (metrics["n_level_cases"], metrics["n_refused"]) == (5, 1)
+    assert metrics["inside_c3_body_fraction"] == pytest.approx(3 / 5)
+    assert metrics["level_error_mm_mean"] == pytest.approx(9.0 / 4)
+    assert metrics["level_error_mm_max"] == pytest.approx(9.0)
+    middle_only = CaseTruth("mid", ClinicalInfo(), TRUE_K, None, None)
+    case = score_level_case(cylinder_ct, middle_only, shifted_section(cylinder_ct, 1))
+    assert case.inside_c3_body is None and case.slice_error_mm == pytest.approx(3.0)
+
+
+def test_evaluate_command_scores_level_rows_with_stage_1_only(
+        tmp_path, phantom_cohort, tiny_models, capsys):
+    """Phantom rows (full truth) and level rows made by ingest-levels in one manifest, plus a
+    one-slice CT on which stage 1 refuses."""
+    from C3SarcopeniaLib.training import read_manifest
+
+    phantoms = read_manifest(phantom_cohort)
+    levels = tmp_path / "levels.csv"
+    lines = ["case,c3_top_z_index,c3_bottom_z_index,c3_mid_z_index,confidence,notes,ct"]
+    for row in phantoms[:2]:
+        ct = imaging.read_ct(row["ct"])
+        k = int(row["c3_slice_k"])
+        top, bottom = sorted((k - 2, k + 2), key=lambda i: -imaging.slice_z_mm(ct, i))
+        lines.append(f"{row['case_id']}_level,{top},{bottom},{k},high,,{row['ct']}")
+    levels.write_text("\n".join(lines) + "\n")
+    assert main(["ingest-levels", str(levels), "--out", str(tmp_path / "levels")]) == 0
+    level_rows = read_manifest(tmp_path / "levels" / "manifest.csv")
+    one_slice = tmp_path / "one_slice.nii.gz"
+    sitk.WriteImage(imaging.read_ct(phantoms[0]["ct"])[:, :, 5:6], str(one_slice))
+    refused = {**level_rows[0], "case_id": "one_slice", "ct": str(one_slice),
+               "section_mask": "", "c3_slice_k": "0", "c3_top_k": "0", "c3_bottom_k": "0"}
+    rows = [{**phantoms[2], "c3_top_k": "", "c3_bottom_k": "", "confidence": ""},
+            *level_rows, refused]
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(level_rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out),
+                 "--models", str(tiny_models), "--device", "cpu", "--folds", "1"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    with (out / "cases.csv").open() as handle:
+        cases = {row["case_id"]: row for row in csv.DictReader(handle)}
+    n_refused = sum(case["refused"] != "" for case in cases.values())
+    assert "C3 level        3 cases" in printed and f"stage 1 refused {n_refused}" in printed
+    assert "Muscle DSC" in printed
+    assert (metrics["n_cases"], metrics["n_level_cases"], metrics["n_refused"]) == \
+        (4, 3, n_refused)
+    assert cases["one_slice"]["inside_c3_body"] == "False"
+    assert "single slice" in cases["one_slice"]["refused"]
+    inside = [cases[row["case_id"]]["inside_c3_body"] == "True" for row in level_rows]
+    assert metrics["inside_c3_body_fraction"] == pytest.approx(sum(inside) / 3)
+    for row in level_rows:  # tiny models may refuse a phantom too: then it is not inside
+        case = cases[row["case_id"]]
+        assert case["level_only"] == "True" and case["muscle_dsc"] == ""
+        if case["refused"]:
+            assert case["inside_c3_body"] == "False" and case["auto_slice_k"] == ""
+            continue
+        assert 0.0 <= float(case["section_dsc"]) <= 1.0
+        assert float(case["slice_error_mm"]) == pytest.approx(
+            abs(imaging.slice_z_mm(imaging.read_ct(row["ct"]), int(case["auto_slice_k"]))
+                - imaging.slice_z_mm(imaging.read_ct(row["ct"]), int(row["c3_slice_k"]))))
+    assert cases[phantoms[2]["case_id"]]["level_only"] == "False"
+    assert (out / "csa_scatter.png").is_file()
+
+
+def test_evaluate_records_its_metrics_in_both_model_cards(tmp_path, phantom_cohort, tiny_models):
+    import shutil
+
+    from C3SarcopeniaLib.models import ModelCard
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    out = tmp_path / "evaluation"
+    common = ["evaluate", "--manifest", str(phantom_cohort), "--out", str(out), "--models",
+              str(models), "--device", "cpu", "--folds", "1", "--record-in-cards", "held_out"]
+    assert main(common) == 2  # no --data: the card would not say what was evaluated
+    assert not out.exists()
+    assert main(common + ["--data", "5 test phantoms"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for stage in ("section", "muscle"):
+        recorded = ModelCard.load(models / stage).metrics["held_out"]
+        assert recorded["data"] == "5 test phantoms"
+        assert recorded["n_cases"] == metrics["n_cases"] == 5
+        assert recorded["section_dsc_mean"] == metrics["section_dsc_mean"]
+        assert "held_out" in (models / stage / "MODEL_CARD.md").read_text()

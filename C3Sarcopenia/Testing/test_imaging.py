@@ -1,7 +1,5 @@
 """Reading CTs in every supported form, preprocessing, and the orientation-safe geometry."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk

@@ -280,6 +280,51 @@ def test_export_writes_csv_and_seg_nrrd(scene, ct_node, tmp_path):
         mrml.export_results(table, segmentation, tmp_path / "missing", "patient1")
 
 
+def test_save_as_ground_truth_writes_the_level_row_ct_and_muscle(scene, ct_node, tmp_path):
+    from C3SarcopeniaLib import imaging
+    from C3SarcopeniaLib.levels import CtLocator, check_levels, ingest_levels, read_levels
+
+    segmentation = mrml.new_segmentation_node(scene, ct_node, "seg")
+    muscle = mrml.voxels(ct_node)[5] == MUSCLE_HU
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 5, muscle)
+    csv_path, ct_path, muscle_path = mrml.save_ground_truth(ct_node, segmentation, 5, tmp_path,
+                                                            " JD ")
+    (level,) = read_levels(csv_path)
+    assert (level.case, level.top_k, level.bottom_k, level.mid_k, level.annotator,
+            level.confidence) == (ct_node.GetName(), None, None, 5, "JD", "high")
+    assert level.ct == ct_path == tmp_path / f"{ct_node.GetName()}_ct.nii.gz"
+    assert check_levels([level], CtLocator()) == {}
+    ct = imaging.read_ct(ct_path)
+    imaging.check_same_grid(ct, mrml.ct_from_volume_node(ct_node), "the saved CT")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ct), mrml.voxels(ct_node))
+    saved = imaging.read_mask(muscle_path, ct)
+    np.testing.assert_array_equal(saved[5], muscle)
+    assert saved.sum() == muscle.sum()
+
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 6, mrml.voxels(ct_node)[6] == MUSCLE_HU)
+    mrml.save_ground_truth(ct_node, segmentation, 6, tmp_path, "JD")
+    levels = read_levels(csv_path)
+    assert [(lv.case, lv.mid_k) for lv in levels] == [(ct_node.GetName(), 6)]
+    assert imaging.read_mask(muscle_path, ct).any(axis=(1, 2)).nonzero()[0].tolist() == [6]
+    manifest = ingest_levels(levels, CtLocator(), tmp_path / "labels")
+    assert manifest.is_file() and (tmp_path / "labels" / f"{ct_node.GetName()}_section.nii.gz"
+                                   ).is_file()
+
+
+def test_save_as_ground_truth_refuses_what_is_not_ready(scene, ct_node, tmp_path):
+    segmentation = mrml.new_segmentation_node(scene, ct_node, "seg")
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 5, mrml.voxels(ct_node)[5] == MUSCLE_HU)
+    with pytest.raises(InputError, match="enter your name or initials"):
+        mrml.save_ground_truth(ct_node, segmentation, 5, tmp_path, "  ")
+    with pytest.raises(InputError, match="not a folder"):
+        mrml.save_ground_truth(ct_node, segmentation, 5, tmp_path / "missing", "JD")
+    with pytest.raises(InputError, match="no C3 slice is chosen"):
+        mrml.save_ground_truth(ct_node, segmentation, -1, tmp_path, "JD")
+    with pytest.raises(InputError, match="muscle segment is empty on slice 4"):
+        mrml.save_ground_truth(ct_node, segmentation, 4, tmp_path, "JD")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("storage", [neck_like_ct, lambda: stored_feet_first(neck_like_ct())])
 def test_slice_navigation_follows_the_head_whatever_the_storage(scene, storage):
     node = mrml.add_volume_node(scene, storage(), "ct")

@@ -300,8 +300,8 @@ def fill_preview(panel) -> None:
     clinical = ClinicalInfo(age_years=61, sex="M", height_cm=174, weight_kg=71)
     measures = measure_slice(hu, muscle, (0.7, 0.7), clinical)
     rows = [("C3 slice", "41", "index", "z = -112.5 mm")] + measure_rows(measures) + [
-        ("Warning", "", "", "the models were trained on synthetic phantoms, not patients: "
-                            "review the slice and the muscle before clinical use.")]
+        ("Warning", "", "", "a model used here was trained on synthetic phantoms only, not "
+                            "on patients: review the slice and the muscle before clinical use.")]
     model = QStandardItemModel(len(rows), len(RESULT_COLUMNS), panel)
     model.setHorizontalHeaderLabels(list(RESULT_COLUMNS))
     for r, row in enumerate(rows):

@@ -1,0 +1,68 @@
+"""The ``review`` sub-command: review sheets for reading or checking the C3 level by eye."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .cli_core import add_model_arguments, load_stage_models
+from .errors import InputError
+from .levels import read_levels
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "review", help="review sheets (PNG + HTML index) of the C3 level, per CT",
+        description="For each CT: a sagittal view straightened along the cervical spine with "
+                    "the CT's slice indices as gridlines, a bone-intensity profile (discs show "
+                    "as dips), the predicted C3 section and slice, and the axial slice at that "
+                    "level. Read the C3 body's top and bottom slice from it for a level CSV.")
+    parser.add_argument("source", help="a folder of CTs (files or DICOM series folders) or a "
+                                       "manifest .csv")
+    parser.add_argument("--out", required=True, help="folder for the sheets and index.html")
+    add_model_arguments(parser)
+    parser.add_argument("--no-predict", action="store_true",
+                        help="draw no prediction (for annotating without being led by the "
+                             "model)")
+    parser.add_argument("--levels", default=None,
+                        help="a C3 levels CSV whose C3 body extents are drawn (green dashed), "
+                             "to check annotations")
+    parser.set_defaults(handler=run_review)
+
+
+def run_review(args: argparse.Namespace) -> int:
+    from . import imaging, pipeline, review
+    from .batch import find_cases
+
+    cases = find_cases(args.source)
+    annotated = ({level.case: level for level in read_levels(args.levels)}
+                 if args.levels else {})
+    section_models = None if args.no_predict else load_stage_models(args, "section")
+    out = Path(args.out)
+    sheets = []
+    for case in tqdm(cases, desc="review sheets", unit="CT", file=sys.stderr):
+        ct = imaging.read_ct(case.path)
+        level = annotated.get(case.case_id)
+        body_ks = (level.top_k, level.bottom_k) if level is not None and level.has_body else None
+        marks, summary = review.LevelMarks(body_ks=body_ks), "no prediction drawn"
+        if section_models is not None:
+            try:
+                found = pipeline.find_c3_section(ct, section_models)
+                section_ks = np.flatnonzero(found.section_mask.any(axis=(1, 2)))
+                marks = review.LevelMarks(found.c3_slice_k,
+                                          (int(section_ks[0]), int(section_ks[-1])), body_ks)
+                summary = f"predicted C3 slice k={found.c3_slice_k}; " + " ".join(found.warnings)
+            except InputError as error:
+                summary = f"no C3 level: {error}"
+        name = f"{case.case_id}.png"
+        if level is not None:
+            summary += f"; annotated C3 body {level.top_k}-{level.bottom_k} ({level.confidence})"
+        review.write_review_sheet(ct, out / name, case.case_id, marks)
+        sheets.append((case.case_id, name, summary))
+    review.write_index(sheets, out / "index.html")
+    print(f"{len(sheets)} review sheets: {out / 'index.html'}")
+    return 0
