@@ -59,8 +59,9 @@ muscle density. L3 CSA = 27.304 + 1.363 C3 CSA - 0.671 age + 0.640 weight + 26.4
 the CT, the muscle on the C3 slice and the slice (a row of <tt>c3_levels.csv</tt> with your
 name) to a folder: training data for your own models (<tt>c3sarcopenia ingest-levels</tt>).</li>
 </ol>
-<p><b>Research software, not a medical device.</b> The shipped models were trained on
-synthetic phantoms, and the results table says so.</p>
+<p><b>Research software, not a medical device.</b> The shipped muscle model was trained on
+synthetic phantoms only (the results table says so), the C3 finder on phantoms and real neck
+CTs read by AI agents: check every level and outline.</p>
 """
 
 
