@@ -32,6 +32,10 @@ def register(subparsers) -> None:
     parser.add_argument("--fold", type=int, default=None,
                         help="train only this fold (0-based), to run folds in parallel "
                              "processes; run again without --fold to gather the model card")
+    parser.add_argument("--init-from", metavar="MODELDIR", default=None,
+                        help="start each fold from the same fold of this trained model folder "
+                             "(same stage, preset and folds) instead of random weights: "
+                             "fine-tunes, say, the shipped models on your own cohort")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--trained-on", default="",
@@ -60,7 +64,8 @@ def run_train(args: argparse.Namespace) -> int:
     card = train(args.manifest, args.stage, args.out, args.preset, args.folds, args.iterations,
                  args.seed, args.device, command_line(),
                  args.trained_on or f"cases of {' + '.join(args.manifest)}", args.synthetic,
-                 progress_factory=progress_bar, only_fold=args.fold)
+                 progress_factory=progress_bar, only_fold=args.fold,
+                 init_from=args.init_from)
     if args.fold is not None:
         print(f"Fold {args.fold} trained in {args.out}; run without --fold once every fold "
               "is done to write the model card's cross-validation summary.")

@@ -51,6 +51,8 @@ class ModelCard:
     trained_on: str = ""
     synthetic: bool = True
     training_cases: int = 0
+    # Fine-tuning: the model folder each fold started from, and how that model was made.
+    initialised_from: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -92,6 +94,7 @@ class ModelCard:
 | training data | {self.trained_on} ({self.training_cases} cases) |
 | seed | {self.seed} |
 | command | `{self.command}` |
+{self._initialisation_row()}
 
 ## Metrics
 {metrics}
@@ -101,6 +104,14 @@ class ModelCard:
   assumption: the appendix of Naser et al. 2022 was not available.
 {notes}
 """
+
+    def _initialisation_row(self) -> str:
+        if not self.initialised_from:
+            return "| initialised from | random weights |"
+        source = self.initialised_from
+        return (f"| initialised from | `{source['folder']}`: {source['iterations']} iterations "
+                f"per fold on {source['trained_on']} ({source['training_cases']} cases), "
+                f"command `{source['command']}` |")
 
     @classmethod
     def load(cls, folder: Path) -> "ModelCard":

@@ -164,10 +164,16 @@ def _metrics_path(out: Path, fold: int) -> Path:
 
 def train_fold(train_cases: list[TrainingCase], card: ModelCard, fold: int, out: Path,
                iterations: int, device: torch.device,
-               progress: Callable[[int, int, float], None] | None = None) -> FoldState:
-    """Train one fold, resuming from its checkpoint; returns its loss history."""
+               progress: Callable[[int, int, float], None] | None = None,
+               initial_weights: Path | None = None) -> FoldState:
+    """Train one fold, resuming from its checkpoint; returns its loss history.
+
+    ``initial_weights`` (a fold of another model folder) replaces the random start, to
+    fine-tune a trained ensemble on more or other data."""
     torch.manual_seed(card.seed * 1000 + fold)
     net = build_unet(card).to(device)
+    if initial_weights is not None:
+        net.load_state_dict(load_fold_net(card, initial_weights, device).state_dict())
     optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATES[0], betas=(0.9, 0.999))
     state = FoldState()
     checkpoint = _checkpoint_path(out, fold)
@@ -262,16 +268,22 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
           iterations: int, seed: int, device: str | None, command: str, trained_on: str,
           synthetic: bool, log: Callable[[str], None] = print,
           progress_factory: Callable[[int, str], Callable] | None = None,
-          only_fold: int | None = None) -> ModelCard:
+          only_fold: int | None = None, init_from: str | Path | None = None) -> ModelCard:
     """Train (or resume) every fold, validate each on its held-out cases, write the card.
 
     The cases of several manifests (say, phantoms and annotated patients) train together.
     With ``only_fold`` just that fold is trained, so that folds can run in parallel
-    processes; a last run without it gathers them into the card.
+    processes; a last run without it gathers them into the card. With ``init_from`` each
+    fold starts from the same fold of that model folder instead of random weights.
     """
     out = Path(out)
     card = ModelCard.from_preset(stage, preset, folds=folds, seed=seed, iterations=iterations,
                                  command=command, trained_on=trained_on, synthetic=synthetic)
+    if init_from is not None:
+        if Path(init_from).resolve() == out.resolve():
+            raise InputError("--init-from and --out are the same folder: write the fine-tuned "
+                             "model to a new folder, so the one it starts from stays intact.")
+        card.initialised_from = _initialisation(Path(init_from), card)
     if only_fold is not None and not 0 <= only_fold < folds:
         raise InputError(f"fold {only_fold} does not exist: folds are numbered 0 to "
                          f"{folds - 1}.")
@@ -293,15 +305,16 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
             continue
         started = time.time()
         progress = progress_factory(iterations, f"fold {fold}") if progress_factory else None
+        initial = fold_weights_path(Path(init_from), fold) if init_from is not None else None
         state = train_fold([cases[i] for i in train_idx], card, fold, out, iterations,
-                           torch_device, progress)
+                           torch_device, progress, initial)
         losses[fold] = state.losses
         metrics = validate_fold(card, out, fold, [cases[i] for i in val_idx], torch_device)
         metrics["train_seconds"] = round(time.time() - started, 1)
         metrics["validation_cases"] = [cases[i].case_id for i in val_idx]
         metrics["losses"] = [round(v, 5) for v in state.losses]
         write_text_atomic(_metrics_path(out, fold), json.dumps(metrics, indent=2) + "\n")
-        _checkpoint_path(out, fold).unlink()  # the fold is done: weights and metrics remain
+        _checkpoint_path(out, fold).unlink(missing_ok=True)  # the fold is done: weights and metrics remain
         log(f"fold {fold}: validation DSC {metrics['dsc_mean']:.3f}")
     if only_fold is not None:
         return card
@@ -309,6 +322,25 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
     card.metrics["cross_validation"] = _summarise_folds(out, folds)
     card.save(out)
     return card
+
+
+def _initialisation(folder: Path, card: ModelCard) -> dict:
+    """Where a fine-tuned ensemble started: the source must have the same network and folds."""
+    source = ModelCard.load(folder)
+    for name in ("stage", "preset", "spacing_mm", "channels", "strides", "num_res_units",
+                 "folds"):
+        if getattr(source, name) != getattr(card, name):
+            raise InputError(f"--init-from {folder} holds a model with {name}="
+                             f"{getattr(source, name)!r}, but this training asks for "
+                             f"{getattr(card, name)!r}: fine-tune with the same stage, preset "
+                             "and number of folds as the model you start from.")
+    missing = [f for f in range(card.folds) if not fold_weights_path(folder, f).is_file()]
+    if missing:
+        raise InputError(f"--init-from {folder} lacks the weights of fold(s) {missing}: "
+                         "finish that training first.")
+    return {"folder": str(folder), "command": source.command, "trained_on": source.trained_on,
+            "training_cases": source.training_cases, "iterations": source.iterations,
+            "synthetic": source.synthetic, "initialised_from": source.initialised_from}
 
 
 def _check_resume(out: Path, card: ModelCard) -> None:

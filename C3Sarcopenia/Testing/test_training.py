@@ -83,3 +83,38 @@ def test_folds_trained_in_separate_runs_gather_into_one_card(tmp_path, phantom_c
     assert (out / "fold0.pt").read_bytes() == fold0_weights  # gathered, not retrained
     with pytest.raises(InputError, match="fold 2 does not exist"):
         training.train(manifests, only_fold=2, **settings)
+
+
+def test_fine_tuning_starts_each_fold_from_the_given_model(tmp_path, tiny_models,
+                                                           phantom_cohort):
+    source = tiny_models / "muscle"
+    settings = dict(stage="muscle", preset="paper", folds=2, seed=0, device="cpu",
+                    command="test", trained_on="test", synthetic=True, log=lambda m: None)
+    card = ModelCard.from_preset("muscle", "paper", seed=0)
+    cases = [training.prepare_muscle_case(row, card)
+             for row in training.read_manifest(phantom_cohort)[:2]]
+    training.train_fold(cases, card, 1, tmp_path / "zero", 0, torch.device("cpu"),
+                        initial_weights=source / "fold1.pt")
+    start = torch.load(source / "fold1.pt", weights_only=True)
+    kept = torch.load(tmp_path / "zero" / "fold1.pt", weights_only=True)
+    assert all(torch.equal(start[name], kept[name]) for name in start)
+    tuned = training.train([phantom_cohort], out=tmp_path / "tuned", iterations=2,
+                           init_from=source, **settings)
+    fresh = training.train([phantom_cohort], out=tmp_path / "fresh", iterations=2, **settings)
+    assert fresh.initialised_from == {}
+    assert tuned.initialised_from["folder"] == str(source)
+    assert tuned.initialised_from["iterations"] == ModelCard.load(source).iterations
+    assert f"`{source}`" in (tmp_path / "tuned" / "MODEL_CARD.md").read_text()
+    start = torch.load(source / "fold0.pt", weights_only=True)
+    after = torch.load(tmp_path / "tuned" / "fold0.pt", weights_only=True)
+    random_start = torch.load(tmp_path / "fresh" / "fold0.pt", weights_only=True)
+    moved = sum(float((after[n].float() - start[n].float()).abs().sum()) for n in start)
+    from_random = sum(float((after[n].float() - random_start[n].float()).abs().sum())
+                      for n in start)
+    assert 0 < moved < from_random  # two steps away from the source, far from a random start
+    with pytest.raises(InputError, match="preset"):
+        training.train([phantom_cohort], out=tmp_path / "x", iterations=1,
+                       init_from=tiny_models / "section", **settings)
+    with pytest.raises(InputError, match="same folder"):
+        training.train([phantom_cohort], out=source, iterations=1, init_from=source,
+                       **settings)
