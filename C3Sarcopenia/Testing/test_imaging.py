@@ -144,3 +144,35 @@ def test_real_openkbp_ct_reads_with_feet_first_axis():
     assert ct.GetDirection()[8] < 0  # array index grows towards the feet
     assert imaging.slice_z_mm(ct, 0) > imaging.slice_z_mm(ct, 10)
     assert imaging.body_mask(sitk.GetArrayFromImage(ct)).mean() > 0.05
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_votes_map_to_the_ct_grid_as_a_whole_grid_resampling_does(flip):
+    """The vote is interpolated only near its votes; the result must equal interpolating it
+    onto the whole CT grid, in either storage orientation."""
+    from C3SarcopeniaLib import pipeline
+
+    ct = small_ct(shape=(30, 40, 50), spacing=(0.8, 0.9, 2.5))
+    if flip:
+        hu = sitk.GetArrayFromImage(ct)
+        stored = sitk.GetImageFromArray(hu[::-1, ::-1, :].copy())
+        stored.SetSpacing(ct.GetSpacing())
+        stored.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, -1))
+        stored.SetOrigin(ct.TransformIndexToPhysicalPoint((0, 39, 29)))
+        ct = stored
+    grid = imaging.resample_to_lps_grid(ct, 3.0)
+    fraction = np.zeros(grid.GetSize()[::-1], dtype=np.float32)
+    fraction[8:14, 3:9, 4:12] = np.random.default_rng(1).choice([0.4, 0.6, 1.0], (6, 6, 8))
+    image = sitk.GetImageFromArray(fraction)
+    image.CopyInformation(grid)
+    whole = sitk.GetArrayFromImage(imaging.resample_like(image, ct, sitk.sitkLinear)) > 0.5
+    assert whole.any() and not whole.all()
+    assert np.array_equal(pipeline._to_ct_grid(fraction, grid, ct), whole)
+    ct_slice = ct[:, :, 15]
+    flat = fraction[10]
+    image2d = sitk.GetImageFromArray(flat)
+    image2d.CopyInformation(imaging.resample_to_lps_grid(ct_slice, 3.0))
+    assert np.array_equal(pipeline._to_ct_grid(flat, image2d, ct_slice),
+                          sitk.GetArrayFromImage(
+                              imaging.resample_like(image2d, ct_slice, sitk.sitkLinear)) > 0.5)
+    assert not pipeline._to_ct_grid(np.zeros_like(fraction), grid, ct).any()
