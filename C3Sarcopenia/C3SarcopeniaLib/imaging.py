@@ -160,13 +160,27 @@ def _physical_box(image: sitk.Image, first: list[float],
 
 def _voxels_interpolated(image: sitk.Image, low: np.ndarray, high: np.ndarray) -> sitk.Image:
     """The part of the image that linear interpolation uses for points in a physical box."""
+    return image[_voxel_range(image, low, high)]
+
+
+def _voxel_range(image: sitk.Image, low: np.ndarray, high: np.ndarray) -> tuple[slice, ...]:
+    """(x, y, z) index slices of the image's voxels around a physical box, one voxel wider."""
     corners = [image.TransformPhysicalPointToContinuousIndex(
         [float(high[axis] if bit else low[axis]) for axis, bit in enumerate(c)])
         for c in np.ndindex(*(2,) * image.GetDimension())]
     size = np.array(image.GetSize()) - 1
     first = np.clip(np.floor(np.min(corners, axis=0)), 0, size).astype(int)
     last = np.clip(np.floor(np.max(corners, axis=0)) + 1, 0, size).astype(int)
-    return image[tuple(slice(a, b + 1) for a, b in zip(first, last))]
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(first, last))
+
+
+def voxels_reached(reference: sitk.Image, image: sitk.Image,
+                   box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The reference voxels (numpy order) that linearly interpolating ``image`` onto them can
+    make non-zero, when ``image`` is zero outside ``box`` (numpy order)."""
+    low, high = _physical_box(image, [b.start - 1 for b in box[::-1]],
+                              [b.stop for b in box[::-1]])
+    return _voxel_range(reference, low, high)[::-1]
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:

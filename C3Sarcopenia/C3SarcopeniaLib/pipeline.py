@@ -7,7 +7,6 @@ combined by per-voxel majority vote. Results are mapped back to the CT's own gri
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -117,29 +116,12 @@ def _to_ct_grid(fraction: np.ndarray, grid: sitk.Image, reference: sitk.Image) -
     voted = np.zeros(reference.GetSize()[::-1], dtype=bool)
     if not fraction.any():
         return voted
-    box = _reference_box(imaging.bounding_box(fraction > 0), grid, reference)
-    if any(s.stop <= s.start for s in box):
-        return voted  # the votes lie outside the reference
+    box = imaging.voxels_reached(reference, grid, imaging.bounding_box(fraction > 0))
     image = sitk.GetImageFromArray(fraction.astype(np.float32))
     image.CopyInformation(grid)
     resampled = imaging.resample_like(image, reference[box[::-1]], sitk.sitkLinear)
     voted[box] = sitk.GetArrayViewFromImage(resampled) > 0.5
     return voted
-
-
-def _reference_box(box: tuple[slice, ...], grid: sitk.Image,
-                   reference: sitk.Image) -> tuple[slice, ...]:
-    """The reference voxels (numpy order) that a box of ``grid`` voxels, grown by the one
-    voxel linear interpolation reaches, can touch."""
-    spans = [(s.start - 1, s.stop) for s in box[::-1]]  # (x, y, z): continuous index range
-    points = [reference.TransformPhysicalPointToContinuousIndex(
-                  grid.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]))
-              for corner in itertools.product(*spans)]
-    low = np.floor(np.min(points, axis=0)).astype(int) - 1
-    high = np.ceil(np.max(points, axis=0)).astype(int) + 2
-    size = np.array(reference.GetSize())
-    return tuple(slice(int(a), int(b)) for a, b in
-                 zip(np.clip(low, 0, size)[::-1], np.clip(high, 0, size)[::-1]))
 
 
 @dataclass
