@@ -48,13 +48,16 @@ def run_review(args: argparse.Namespace) -> int:
         ct = imaging.read_ct(case.path)
         level = annotated.get(case.case_id)
         body_ks = (level.top_k, level.bottom_k) if level is not None and level.has_body else None
-        marks, summary = review.LevelMarks(body_ks=body_ks), "no prediction drawn"
+        middle_k = level.middle_k if level is not None else None
+        marks = review.LevelMarks(body_ks=body_ks, body_middle_k=middle_k)
+        summary = "no prediction drawn"
         if section_models is not None:
             try:
                 found = pipeline.find_c3_section(ct, section_models)
                 section_ks = np.flatnonzero(found.section_mask.any(axis=(1, 2)))
                 marks = review.LevelMarks(found.c3_slice_k,
-                                          (int(section_ks[0]), int(section_ks[-1])), body_ks)
+                                          (int(section_ks[0]), int(section_ks[-1])), body_ks,
+                                          middle_k)
                 summary = f"predicted C3 slice k={found.c3_slice_k}; " + " ".join(found.warnings)
             except InputError as error:
                 summary = f"no C3 level: {error}"

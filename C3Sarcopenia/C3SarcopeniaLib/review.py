@@ -48,6 +48,7 @@ class LevelMarks:
     c3_slice_k: int | None = None
     section_ks: tuple[int, int] | None = None  # first and last slice of a predicted section
     body_ks: tuple[int, int] | None = None     # annotated C3 body top and bottom
+    body_middle_k: int | None = None           # annotated middle (levels.C3Level.middle_k)
 
 
 def _lps(ct: sitk.Image) -> tuple[np.ndarray, bool]:
@@ -178,9 +179,7 @@ def _draw_marks(ax, marks: LevelMarks, to_lps) -> None:
 
 
 def _axial_panel(ax, ct: sitk.Image, marks: LevelMarks) -> None:
-    k = marks.c3_slice_k
-    if k is None and marks.body_ks is not None:
-        k = int(round(np.mean(marks.body_ks)))
+    k = marks.c3_slice_k if marks.c3_slice_k is not None else marks.body_middle_k
     if k is None:
         ax.axis("off")
         return

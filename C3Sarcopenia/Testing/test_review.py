@@ -1,10 +1,12 @@
 """Review sheets: the spine track follows the real column, sheets and index get written."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from matplotlib import pyplot as plt
 
 from C3SarcopeniaLib import imaging, review
 from C3SarcopeniaLib.cli import main
@@ -65,3 +67,20 @@ def test_review_command_writes_sheets_with_levels_and_an_index(tmp_path, phantom
     assert len(sheets) == 5 and all(sheet.stat().st_size > 20_000 for sheet in sheets)
     index = (out / "index.html").read_text()
     assert index.count("<img") == 5 and "annotated C3 body" in index
+
+
+def test_axial_panel_shows_the_predicted_slice_else_the_annotated_middle(phantom_cohort):
+    row = next(csv.DictReader(open(phantom_cohort)))
+    ct = imaging.read_ct(Path(phantom_cohort).parent / row["ct"])
+
+    def axial_title(marks):
+        figure = review.review_figure(ct, "case", marks)
+        titles = [ax.get_title() for ax in figure.axes if ax.get_title().startswith("axial")]
+        plt.close(figure)
+        return titles
+
+    # the annotated middle as levels.C3Level.middle_k gives it, not the rounded mean (12)
+    assert axial_title(review.LevelMarks(body_ks=(10, 15), body_middle_k=13)) == [
+        "axial slice k=13"]
+    assert axial_title(review.LevelMarks(9, (4, 14), (10, 15), 13)) == ["axial slice k=9"]
+    assert axial_title(review.LevelMarks()) == []
