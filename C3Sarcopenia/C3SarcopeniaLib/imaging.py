@@ -205,6 +205,17 @@ def normalise_hu(hu: np.ndarray) -> np.ndarray:
     return ((np.clip(hu, low, high) - low) / (high - low) * 2.0 - 1.0).astype(np.float32)
 
 
+# Less body than this in an axial slice is a tube, the couch or the rim of a mask, not the neck.
+MIN_NECK_AREA_CM2 = 20.0
+
+
+def imaged_slices(body: np.ndarray, pixel_area_mm2: float) -> np.ndarray:
+    """The slices (k) that show the neck or head: a CT padded with air, or masked to a
+    region, images the patient only where the body's cross-section is this large."""
+    area_cm2 = body.reshape(len(body), -1).sum(axis=1) * pixel_area_mm2 / 100.0
+    return np.flatnonzero(area_cm2 >= MIN_NECK_AREA_CM2)
+
+
 def body_mask(hu: np.ndarray) -> np.ndarray:
     """The patient's body: HU > -500, holes filled slice by slice, largest 3D component.
 

@@ -168,16 +168,25 @@ OPENKBP = SHARED / "openkbp"
 
 
 @pytest.mark.skipif(not OPENKBP.is_dir(), reason="shared OpenKBP data not present")
-@pytest.mark.parametrize("case, first_k, last_k", [
-    ("train-pats_pt_38", 0, None),    # the scan starts in the lower neck: no C1 or C2 in it
-    ("train-pats_pt_133", 0, 40),     # cut above C3 (its C3 body is slices 46-51)
-    ("train-pats_pt_133", 56, None),  # cut below C3
+@pytest.mark.parametrize("case, first_k, last_k, pad", [
+    ("train-pats_pt_38", 0, None, False),    # the scan starts in the lower neck: no C1, C2
+    ("test-pats_pt_329", 0, None, False),    # 18 slices of neck in air padding: no C1, C2
+    ("train-pats_pt_133", 0, 40, False),     # cut above C3 (its C3 body is slices 46-51)
+    ("train-pats_pt_133", 0, 40, True),      # the same, the rest air instead of cut away
+    ("train-pats_pt_133", 56, None, False),  # cut below C3
 ])
 def test_predict_refuses_a_real_ct_whose_field_of_view_misses_c3(tmp_path, capsys, case,
-                                                                  first_k, last_k):
+                                                                  first_k, last_k, pad):
     """A clinician's scan without C3 gets exit 2 and a reason, never a wrong level."""
     ct = imaging.read_ct(OPENKBP / f"{case}_ct.nii.gz")
     path = tmp_path / "ct.nii.gz"
+    if pad:  # keep the grid, blank the slices outside the field of view
+        hu = sitk.GetArrayFromImage(ct)
+        hu[:first_k] = imaging.AIR_HU
+        hu[last_k:] = imaging.AIR_HU
+        padded = sitk.GetImageFromArray(hu)
+        padded.CopyInformation(ct)
+        ct, first_k, last_k = padded, 0, None
     sitk.WriteImage(ct[:, :, first_k:last_k], str(path))
     status, out = run(["predict", path, "--out", tmp_path / "out"], capsys)
     assert status == 2 and "C3" in out.err and "field of view" in out.err
