@@ -284,6 +284,10 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
             raise InputError("--init-from and --out are the same folder: write the fine-tuned "
                              "model to a new folder, so the one it starts from stays intact.")
         card.initialised_from = _initialisation(Path(init_from), card)
+        card.notes.append("Fine-tuned from another ensemble: a fold's validation cases may have "
+                          "been training cases of the model it started from, so the "
+                          "cross-validation figures are optimistic; held-out test sets are "
+                          "the measure.")
     if only_fold is not None and not 0 <= only_fold < folds:
         raise InputError(f"fold {only_fold} does not exist: folds are numbered 0 to "
                          f"{folds - 1}.")

@@ -101,7 +101,8 @@ def test_fine_tuning_starts_each_fold_from_the_given_model(tmp_path, tiny_models
     tuned = training.train([phantom_cohort], out=tmp_path / "tuned", iterations=2,
                            init_from=source, **settings)
     fresh = training.train([phantom_cohort], out=tmp_path / "fresh", iterations=2, **settings)
-    assert fresh.initialised_from == {}
+    assert fresh.initialised_from == {} and not fresh.notes
+    assert "optimistic" in tuned.notes[0]
     assert tuned.initialised_from["folder"] == str(source)
     assert tuned.initialised_from["iterations"] == ModelCard.load(source).iterations
     assert f"`{source}`" in (tmp_path / "tuned" / "MODEL_CARD.md").read_text()
