@@ -17,21 +17,31 @@ $C train --manifest runs/train_phantoms/manifest.csv --stage muscle --preset pap
     --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic \
     --trained-on "40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
 
-# Stage 1 (C3 section): phantoms plus the real CTs whose C3 level two readers agreed on.
+# Stage 1 (C3 section), in two steps, the folds in parallel (one thread each).
+# 1. Base: phantoms plus the first consensus of real C3 levels (132 cases), 1200 iterations.
+# 2. Fine-tuned from the base: phantoms plus the full consensus (219 cases), 1400 iterations.
+$C ingest-levels data/openkbp_c3_levels/c3_levels_consensus_first.csv --ct-dir $OPENKBP \
+    --exclude "$TEST_LEVELS" --out runs/real_train
 python3 data/openkbp_c3_levels/make_consensus.py data/openkbp_c3_levels/readings \
     "$TEST_LEVELS" data/openkbp_c3_levels/c3_levels_consensus.csv
 $C ingest-levels data/openkbp_c3_levels/c3_levels_consensus.csv --ct-dir $OPENKBP \
-    --exclude "$TEST_LEVELS" --out runs/real_train
+    --exclude "$TEST_LEVELS" --out runs/real_train2
 $C ingest-levels "$TEST_LEVELS" --ct-dir $OPENKBP --out runs/real_test
-SECTION=(--manifest runs/train_phantoms/manifest.csv runs/real_train/manifest.csv
-         --stage section --preset fast --out models/section --iterations 1200 --seed 0
-         --device cpu --trained-on "40 synthetic neck CT phantoms (seed 1000) and the real \
-OpenKBP head-and-neck CTs listed in data/openkbp_c3_levels/c3_levels_consensus.csv")
-for fold in 0 1 2 3 4; do  # the folds in parallel, one thread each
-    OMP_NUM_THREADS=1 $C train "${SECTION[@]}" --fold $fold > runs/train_section_fold$fold.log 2>&1 &
-done
-wait
-$C train "${SECTION[@]}"  # gathers the folds into the model card
+train_section() {  # the folds in parallel processes, then a run that gathers the card
+    for fold in 0 1 2 3 4; do
+        OMP_NUM_THREADS=1 $C train "$@" --fold $fold > "runs/train_section_fold$fold.log" 2>&1 &
+    done
+    wait
+    $C train "$@"
+}
+train_section --manifest runs/train_phantoms/manifest.csv runs/real_train/manifest.csv \
+    --stage section --preset fast --out runs/section_base --iterations 1200 --seed 0 \
+    --device cpu --trained-on "40 synthetic neck CT phantoms (seed 1000) and the real \
+OpenKBP head-and-neck CTs listed in data/openkbp_c3_levels/c3_levels_consensus.csv"
+train_section --manifest runs/train_phantoms/manifest.csv runs/real_train2/manifest.csv \
+    --stage section --preset fast --out models/section --iterations 1400 --seed 0 \
+    --device cpu --init-from runs/section_base --trained-on "40 synthetic neck CT phantoms \
+(seed 1000) and the 219 real OpenKBP head-and-neck CTs of data/openkbp_c3_levels/c3_levels_consensus.csv"
 
 $C evaluate --manifest runs/test_phantoms/manifest.csv --out runs/evaluation_test_phantoms \
     --models models
