@@ -106,12 +106,15 @@ class ModelCard:
 """
 
     def _initialisation_row(self) -> str:
-        if not self.initialised_from:
-            return "| initialised from | random weights |"
-        source = self.initialised_from
-        return (f"| initialised from | `{source['folder']}`: {source['iterations']} iterations "
-                f"per fold on {source['trained_on']} ({source['training_cases']} cases), "
-                f"command `{source['command']}` |")
+        """The chain of models this one was fine-tuned from, nearest first."""
+        steps, source = [], self.initialised_from
+        while source:
+            steps.append(f"`{source['folder']}`: {source['iterations']} iterations per fold on "
+                         f"{source['trained_on']} ({source['training_cases']} cases), command "
+                         f"`{source['command']}`")
+            source = source.get("initialised_from")
+        chain = "; itself initialised from ".join(steps) or "random weights"
+        return f"| initialised from | {chain} |"
 
     @classmethod
     def load(cls, folder: Path) -> "ModelCard":

@@ -141,6 +141,7 @@ class FieldOfView:
 
 
 def field_of_view(net_input: NetworkInput, ct: sitk.Image) -> FieldOfView:
+    """Where the stage-1 input shows the neck; an end within a slice of it is at the edge."""
     spacing = net_input.grid.GetSpacing()
     imaged = imaging.imaged_slices(net_input.body, spacing[0] * spacing[1])
     if imaged.size == 0:  # a small body (a child, a phantom): all of it is imaged

@@ -318,7 +318,8 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
         metrics["validation_cases"] = [cases[i].case_id for i in val_idx]
         metrics["losses"] = [round(v, 5) for v in state.losses]
         write_text_atomic(_metrics_path(out, fold), json.dumps(metrics, indent=2) + "\n")
-        _checkpoint_path(out, fold).unlink(missing_ok=True)  # the fold is done: weights and metrics remain
+        # The fold is done: its weights and metrics remain.
+        _checkpoint_path(out, fold).unlink(missing_ok=True)
         log(f"fold {fold}: validation DSC {metrics['dsc_mean']:.3f}")
     if only_fold is not None:
         return card

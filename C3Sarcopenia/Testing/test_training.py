@@ -119,3 +119,16 @@ def test_fine_tuning_starts_each_fold_from_the_given_model(tmp_path, tiny_models
     with pytest.raises(InputError, match="same folder"):
         training.train([phantom_cohort], out=source, iterations=1, init_from=source,
                        **settings)
+
+
+def test_model_card_shows_the_whole_chain_of_fine_tuning():
+    card = ModelCard.from_preset("section", "fast")
+    assert "| initialised from | random weights |" in card.markdown()
+    base = {"folder": "runs/base", "iterations": 10, "trained_on": "phantoms",
+            "training_cases": 5, "command": "train base", "initialised_from": {}}
+    card.initialised_from = {"folder": "runs/tuned", "iterations": 20, "trained_on": "patients",
+                             "training_cases": 7, "command": "train tuned",
+                             "initialised_from": base}
+    row = next(line for line in card.markdown().splitlines() if "initialised from" in line)
+    assert row.index("runs/tuned") < row.index("itself initialised from") < row.index("runs/base")
+    assert "20 iterations per fold on patients (7 cases)" in row and "`train base`" in row
