@@ -17,9 +17,13 @@ $C train --manifest runs/train_phantoms/manifest.csv --stage muscle --preset pap
     --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic \
     --trained-on "40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
 
-# Stage 1 (C3 section), in two steps, the folds in parallel (one thread each).
+# Stage 1 (C3 section), in three steps, the folds in parallel (one thread each).
 # 1. Base: phantoms plus the first consensus of real C3 levels (132 cases), 1200 iterations.
-# 2. Fine-tuned from the base: phantoms plus the full consensus (219 cases), 1400 iterations.
+# 2. Fine-tuned from 1: phantoms plus the full consensus (219 cases), 1400 iterations.
+# 3. Fine-tuned from 2 on the same cases with another seed (new patches), 800 iterations.
+# (The folders differ from the commands the cards record: steps 1 and 2 were written to
+# models/section and moved to runs/ when the next step started from them; step 3 was written
+# to runs/section_ft2 and copied to models/section once its test figures were in.)
 $C ingest-levels data/openkbp_c3_levels/c3_levels_consensus_first.csv --ct-dir $OPENKBP \
     --exclude "$TEST_LEVELS" --out runs/real_train
 python3 data/openkbp_c3_levels/make_consensus.py data/openkbp_c3_levels/readings \
@@ -38,10 +42,14 @@ train_section --manifest runs/train_phantoms/manifest.csv runs/real_train/manife
     --stage section --preset fast --out runs/section_base --iterations 1200 --seed 0 \
     --device cpu --trained-on "40 synthetic neck CT phantoms (seed 1000) and the real \
 OpenKBP head-and-neck CTs listed in data/openkbp_c3_levels/c3_levels_consensus.csv"
+REAL2="40 synthetic neck CT phantoms (seed 1000) and the 219 real OpenKBP head-and-neck CTs \
+of data/openkbp_c3_levels/c3_levels_consensus.csv"
 train_section --manifest runs/train_phantoms/manifest.csv runs/real_train2/manifest.csv \
-    --stage section --preset fast --out models/section --iterations 1400 --seed 0 \
-    --device cpu --init-from runs/section_base --trained-on "40 synthetic neck CT phantoms \
-(seed 1000) and the 219 real OpenKBP head-and-neck CTs of data/openkbp_c3_levels/c3_levels_consensus.csv"
+    --stage section --preset fast --out runs/section_ft1 --iterations 1400 --seed 0 \
+    --device cpu --init-from runs/section_base --trained-on "$REAL2"
+train_section --manifest runs/train_phantoms/manifest.csv runs/real_train2/manifest.csv \
+    --stage section --preset fast --out models/section --iterations 800 --seed 1 \
+    --device cpu --init-from runs/section_ft1 --trained-on "$REAL2"
 
 $C evaluate --manifest runs/test_phantoms/manifest.csv --out runs/evaluation_test_phantoms \
     --models models
