@@ -143,7 +143,7 @@ def resample_to_lps_grid(image: sitk.Image, spacing_mm: float,
         first = np.clip(np.floor((near_low - origin) / spacing_mm), 0, size - 1).astype(int)
         last = np.clip(np.ceil((near_high - origin) / spacing_mm), 0, size - 1).astype(int)
         origin, size = origin + first * spacing_mm, last - first + 1
-        image = _voxels_interpolated(image, origin, origin + (size - 1) * spacing_mm)
+        image = image[_voxel_range(image, origin, origin + (size - 1) * spacing_mm)]
     return sitk.Resample(image, [int(n) for n in size], sitk.Transform(dim, sitk.sitkIdentity),
                          interpolator, origin.tolist(), [spacing_mm] * dim,
                          np.eye(dim).ravel().tolist(), default_value, image.GetPixelID())
@@ -158,13 +158,9 @@ def _physical_box(image: sitk.Image, first: list[float],
     return np.min(corners, axis=0), np.max(corners, axis=0)
 
 
-def _voxels_interpolated(image: sitk.Image, low: np.ndarray, high: np.ndarray) -> sitk.Image:
-    """The part of the image that linear interpolation uses for points in a physical box."""
-    return image[_voxel_range(image, low, high)]
-
-
 def _voxel_range(image: sitk.Image, low: np.ndarray, high: np.ndarray) -> tuple[slice, ...]:
-    """(x, y, z) index slices of the image's voxels around a physical box, one voxel wider."""
+    """(x, y, z) index slices of the image's voxels around a physical box, one voxel wider:
+    those linear interpolation uses for points in the box."""
     corners = [image.TransformPhysicalPointToContinuousIndex(
         [float(high[axis] if bit else low[axis]) for axis, bit in enumerate(c)])
         for c in np.ndindex(*(2,) * image.GetDimension())]

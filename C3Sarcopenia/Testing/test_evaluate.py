@@ -7,6 +7,7 @@ slices, and the figures have closed forms.
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,17 +113,21 @@ def test_cohort_metrics_of_known_shifts(cylinder_ct):
     assert metrics["muscle_dsc_mean"] == pytest.approx(1.0)
 
 
+def _write_manifest(path: Path, rows: list[dict], columns: list[str]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def test_evaluate_command_reports_metrics_and_records_a_failing_case(
         tmp_path, phantom_cohort, tiny_models, capsys):
     from C3SarcopeniaLib.training import read_manifest
 
     rows = read_manifest(phantom_cohort)[:2]
     rows.append({**rows[0], "case_id": "lost", "ct": str(tmp_path / "missing.nii.gz")})
-    manifest = tmp_path / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest = _write_manifest(tmp_path / "manifest.csv", rows, list(rows[0]))
     out = tmp_path / "evaluation"
     status = main(["evaluate", "--manifest", str(manifest), "--out", str(out),
                    "--models", str(tiny_models), "--device", "cpu", "--folds", "1"])
@@ -208,11 +213,7 @@ def test_evaluate_command_scores_level_rows_with_stage_1_only(
                "section_mask": "", "c3_slice_k": "0", "c3_top_k": "0", "c3_bottom_k": "0"}
     rows = [{**phantoms[2], "c3_top_k": "", "c3_bottom_k": "", "confidence": ""},
             *level_rows, refused]
-    manifest = tmp_path / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(level_rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest = _write_manifest(tmp_path / "manifest.csv", rows, list(level_rows[0]))
     out = tmp_path / "evaluation"
     assert main(["evaluate", "--manifest", str(manifest), "--out", str(out),
                  "--models", str(tiny_models), "--device", "cpu", "--folds", "1"]) == 0
