@@ -47,18 +47,19 @@ m = {p: json.load(open(f"runs/compare_presets/evaluation_{p}_{folds}folds_{itera
 figures = {p: f"section DSC {v['section_dsc_mean']:.3f}, slice error median "
               f"{v['slice_error_mm_median']:.1f} mm, max {v['slice_error_mm_max']:.1f} mm"
            for p, v in m.items()}
+which = "fold 0" if folds == "1" else f"the first {folds} folds"
 for preset, text in figures.items():
-    print(f"{preset} ({folds} fold(s)): {text}")
+    print(f"{preset} ({which}): {text}")
 matches = (m["fast"]["section_dsc_mean"] >= m["paper"]["section_dsc_mean"] - 0.01
            and m["fast"]["slice_error_mm_median"] <= m["paper"]["slice_error_mm_median"] + 1)
-verdict = ("fast matches paper within 0.01 DSC and 1 mm, so fast is the default" if matches
-           else "fast does NOT match paper within 0.01 DSC and 1 mm")
+verdict = ("fast is within 0.01 DSC and 1 mm of paper or better, so fast is the default"
+           if matches else "fast is NOT within 0.01 DSC and 1 mm of paper")
 print(verdict)
 card_dir = Path("models/section")
 card = ModelCard.load(card_dir)
 card.notes = [n for n in card.notes if not n.startswith("Preset comparison")] + [
-    f"Preset comparison (scripts/compare_presets.sh, FOLDS_COMPARED={folds}): the first "
-    f"{folds} fold(s) of each stage-1 preset, trained alike from random weights on 40 "
+    f"Preset comparison (scripts/compare_presets.sh, FOLDS_COMPARED={folds}): {which} "
+    f"of each stage-1 preset, trained alike from random weights on 40 "
     f"synthetic phantoms (seed 1000) for {iterations} iterations, judged on the 20 held-out "
     f"phantoms (seed 2000). paper: {figures['paper']}; fast: {figures['fast']}. {verdict}."]
 card.save(card_dir)
