@@ -3,7 +3,7 @@
 # way on the same 40 phantoms, both judged on the same 20 held-out phantoms. Resumable: run it
 # again after an interruption and every fold continues from its checkpoint.
 # On the 2-core build CPU a paper-preset iteration takes about 2 s and a fast one 0.4 s
-# (2 threads), so the whole paper ensemble needs about 4 hours; on a GPU, minutes.
+# (2 threads), so the whole paper ensemble needs about 3 hours; on a GPU, minutes.
 # FOLDS_COMPARED=1 compares fold 0 of each preset alone, one after the other (50 min there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
