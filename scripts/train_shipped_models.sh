@@ -17,10 +17,12 @@ $C train --manifest runs/train_phantoms/manifest.csv --stage muscle --preset pap
     --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic \
     --trained-on "40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
 
-# Stage 1 (C3 section), in three steps, the folds in parallel (one thread each).
+# Stage 1 (C3 section), in five steps, the folds in parallel (one thread each).
 # 1. Base: phantoms plus the first consensus of real C3 levels (132 cases), 1200 iterations.
 # 2. Fine-tuned from 1: phantoms plus the full consensus (219 cases), 1400 iterations.
 # 3. Fine-tuned from 2 on the same cases with another seed (new patches), 800 iterations.
+# 4. Fine-tuned from 3 with 120 more phantoms (seed 3000), 1000 iterations, seed 2.
+# 5. Fine-tuned from 4 on the same cases, 600 iterations, seed 3; copied to models/section.
 # (The folders differ from the commands the cards record: steps 1 and 2 were written to
 # models/section and moved to runs/ when the next step started from them; step 3 was written
 # to runs/section_ft2 and copied to models/section once its test figures were in.)
@@ -50,8 +52,21 @@ train_section --manifest runs/train_phantoms/manifest.csv runs/real_train2/manif
 train_section --manifest runs/train_phantoms/manifest.csv runs/real_train2/manifest.csv \
     --stage section --preset fast --out models/section --iterations 800 --seed 1 \
     --device cpu --init-from runs/section_ft1 --trained-on "$REAL2"
+$C phantom --n 120 --seed 3000 --out runs/train_phantoms_more
+REAL3="160 synthetic neck CT phantoms (seeds 1000 and 3000) and the 219 real OpenKBP \
+head-and-neck CTs of data/openkbp_c3_levels/c3_levels_consensus.csv"
+MORE=(--manifest runs/train_phantoms/manifest.csv runs/train_phantoms_more/manifest.csv
+      runs/real_train2/manifest.csv --stage section --preset fast --device cpu)
+train_section "${MORE[@]}" --out runs/section_ft3 --iterations 1000 --seed 2 \
+    --init-from models/section --trained-on "$REAL3"
+train_section "${MORE[@]}" --out runs/section_ft4 --iterations 600 --seed 3 \
+    --init-from runs/section_ft3 --trained-on "$REAL3"
+rm -f models/section/*
+cp runs/section_ft4/{fold?.pt,fold?_metrics.json,model_card.json,MODEL_CARD.md,training_curve.png} \
+    models/section/
 
 $C evaluate --manifest runs/test_phantoms/manifest.csv --out runs/evaluation_test_phantoms \
     --models models
 $C evaluate --manifest runs/real_test/manifest.csv --out runs/evaluation_real_test \
     --models models
+FOLDS_COMPARED=1 scripts/compare_presets.sh  # the fast-versus-paper note in the section card
