@@ -17,9 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # each module adds its own sub-commands
-    from . import cli_bench, cli_cohort, cli_core, cli_levels, cli_review, cli_train
+    from . import (cli_annotate, cli_bench, cli_cohort, cli_core, cli_levels, cli_review,
+                   cli_train)
 
-    for module in (cli_core, cli_train, cli_cohort, cli_levels, cli_review, cli_bench):
+    for module in (cli_core, cli_train, cli_cohort, cli_levels, cli_review, cli_annotate,
+                   cli_bench):
         module.register(subparsers)
     return parser
 

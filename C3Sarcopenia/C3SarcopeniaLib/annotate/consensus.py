@@ -1,0 +1,128 @@
+"""Consensus of blind readers: per-region majority, label masks, inter-reader agreement."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import imaging
+from ..errors import InputError
+from ..fileio import write_image_atomic, write_text_atomic
+from ..phantom import MANIFEST_COLUMNS
+from .readings import GROUPS, Reading, group_csa_cm2, slice_labels
+from .regions import RegionSheet
+
+
+def majority_regions(readings: list[Reading]) -> dict[str, list[int]]:
+    """Each region goes to the group more than half of the readers gave it; ties go out."""
+    votes: dict[int, Counter] = defaultdict(Counter)
+    for reading in readings:
+        for group, numbers in reading.regions.items():
+            for number in numbers:
+                votes[number][group] += 1
+    picked: dict[str, list[int]] = {group: [] for group in GROUPS}
+    for number, counter in sorted(votes.items()):
+        group, count = counter.most_common(1)[0]
+        if count * 2 > len(readings):
+            picked[group].append(number)
+    return picked
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum() + b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+@dataclass
+class CaseAgreement:
+    """How the readers of one case agreed, and the consensus CSA."""
+
+    case: str
+    readers: list[str]
+    mean_pairwise_dsc: float
+    reader_csa_cm2: list[float]
+    consensus_csa_cm2: dict[str, float]
+
+    @property
+    def csa_spread_percent(self) -> float:
+        low, high = min(self.reader_csa_cm2), max(self.reader_csa_cm2)
+        return 100.0 * (high - low) / max(np.mean(self.reader_csa_cm2), 1e-6)
+
+
+def agreement(case: str, readings: list[Reading], sheet: RegionSheet,
+              consensus_labels: np.ndarray) -> CaseAgreement:
+    """Pairwise DSC of the readers' whole C3 muscle (on the CT grid) and their CSAs."""
+    masks = [slice_labels(sheet, reading.regions) > 0 for reading in readings]
+    spacing = sheet.view.pixel_spacing_mm
+    dscs = [dice(a, b) for a, b in itertools.combinations(masks, 2)]
+    csas = [group_csa_cm2(mask.astype(np.uint8), spacing)["total"] for mask in masks]
+    return CaseAgreement(case, [r.reader for r in readings], float(np.mean(dscs)), csas,
+                         group_csa_cm2(consensus_labels, spacing))
+
+
+def label_volume(sheet: RegionSheet, labels: np.ndarray) -> sitk.Image:
+    """The consensus slice as a label volume on the CT's grid (other slices 0)."""
+    ct = imaging.read_ct(sheet.ct)
+    volume = np.zeros(sitk.GetArrayViewFromImage(ct).shape, np.uint8)
+    volume[sheet.view.slice_k] = labels
+    image = sitk.GetImageFromArray(volume)
+    image.CopyInformation(ct)
+    return image
+
+
+def write_consensus(readings: list[Reading], sheets: dict[str, RegionSheet], out: Path,
+                    min_readers: int = 2) -> str:
+    """Masks, manifest.csv and agreement.csv for every case with enough readable readings."""
+    by_case: dict[str, list[Reading]] = defaultdict(list)
+    for reading in readings:
+        by_case[reading.case].append(reading)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, agreements, left_out = [], [], []
+    for case, case_readings in sorted(by_case.items()):
+        readable = [r for r in case_readings if r.readable]
+        if len(case_readings) < min_readers or len(readable) * 2 <= len(case_readings):
+            left_out.append(case)
+            continue
+        sheet = sheets[case]
+        labels = slice_labels(sheet, majority_regions(readable))
+        if not labels.any():
+            left_out.append(case)
+            continue
+        mask_name = f"{case}_muscle_labels.nii.gz"
+        write_image_atomic(label_volume(sheet, labels), out / mask_name)
+        rows.append({"case_id": case, "ct": sheet.ct, "muscle_mask": mask_name,
+                     "c3_slice_k": sheet.view.slice_k})
+        agreements.append(agreement(case, readable, sheet, labels))
+    if not rows:
+        raise InputError(f"no case has {min_readers} readable readings: nothing to write.")
+    _write_manifest(rows, out / "manifest.csv")
+    _write_agreement(agreements, out / "agreement.csv")
+    dscs = [a.mean_pairwise_dsc for a in agreements]
+    return (f"{len(rows)} consensus masks in {out}; readers' DSC mean {np.mean(dscs):.3f}, "
+            f"median {np.median(dscs):.3f}, lowest {min(dscs):.3f}"
+            + (f"; left out (too few readable readings): {', '.join(left_out)}" if left_out else ""))
+
+
+def _write_manifest(rows: list[dict], path: Path) -> None:
+    lines = [",".join(MANIFEST_COLUMNS)]
+    lines += [",".join(str(row.get(column, "")) for column in MANIFEST_COLUMNS) for row in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+AGREEMENT_COLUMNS = ("case", "readers", "mean_pairwise_dsc", "reader_csa_cm2",
+                     "csa_spread_percent", *(f"consensus_{g}_cm2" for g in (*GROUPS, "total")))
+
+
+def _write_agreement(agreements: list[CaseAgreement], path: Path) -> None:
+    lines = [",".join(AGREEMENT_COLUMNS)]
+    for a in agreements:
+        lines.append(",".join([a.case, " ".join(a.readers), f"{a.mean_pairwise_dsc:.4f}",
+                               " ".join(f"{c:.2f}" for c in a.reader_csa_cm2),
+                               f"{a.csa_spread_percent:.1f}",
+                               *(f"{a.consensus_csa_cm2[g]:.2f}" for g in (*GROUPS, "total"))]))
+    write_text_atomic(path, "\n".join(lines) + "\n")

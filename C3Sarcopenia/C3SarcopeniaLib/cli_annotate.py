@@ -1,0 +1,143 @@
+"""Sub-commands for reading C3 muscle by region picking: sheets, drawing, checking, consensus."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import InputError
+from .levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
+
+
+def register(subparsers) -> None:
+    sheets = subparsers.add_parser(
+        "muscle-sheets", help="annotation sheets of numbered regions on each case's C3 slice",
+        description="Per case: the C3 slice (the levels file's middle slice) zoomed on the neck "
+                    "in soft-tissue and bone windows, its neighbours, and the -29..150 HU pixels "
+                    "inside the body split into numbered regions of about 1 cm². A reader lists "
+                    "region numbers per muscle group in a readings CSV.")
+    sheets.add_argument("source", help="a folder of CTs named by --ct-pattern, or a manifest "
+                                       ".csv with case_id and ct columns")
+    sheets.add_argument("--levels", required=True, help="C3 levels CSV (case, c3_top_z_index, "
+                                                        "c3_bottom_z_index, c3_mid_z_index, ...)")
+    sheets.add_argument("--ct-pattern", default=DEFAULT_CT_PATTERN,
+                        help=f"CT file name in the folder, with {{case}} (default "
+                             f"{DEFAULT_CT_PATTERN})")
+    sheets.add_argument("--out", required=True, help="folder for sheets, regions and index.html")
+    sheets.set_defaults(handler=run_sheets)
+
+    draw = subparsers.add_parser(
+        "muscle-draw", help="draw a reader's picks with their CSA, to check them",
+        description="Each reading of the CSV (or only --case) drawn on its sheet: red "
+                    "paravertebral, green SCM right, blue SCM left, with the CSA per group.")
+    draw.add_argument("readings", help="the reader's readings CSV")
+    draw.add_argument("--sheets", required=True, help="the muscle-sheets folder")
+    draw.add_argument("--case", action="append", help="only this case (repeatable)")
+    draw.add_argument("--out", required=True, help="folder for the drawings")
+    draw.set_defaults(handler=run_draw)
+
+    check = subparsers.add_parser("muscle-check", help="validate readings CSVs against sheets")
+    check.add_argument("readings", nargs="+", help="readings CSVs (one per reader)")
+    check.add_argument("--sheets", required=True, help="the muscle-sheets folder")
+    check.set_defaults(handler=run_check)
+
+    consensus = subparsers.add_parser(
+        "muscle-consensus", help="majority of readers per region -> label masks and manifest",
+        description="Per case, each region takes the group that more than half of its readers "
+                    "gave it (ties are left out). Writes <case>_muscle_labels.nii.gz on the CT "
+                    "grid (0 background, 1 paravertebral, 2 SCM right, 3 SCM left), manifest.csv "
+                    "for 'train --stage muscle' and 'evaluate', and agreement.csv with the "
+                    "readers' DSC and CSA per case.")
+    consensus.add_argument("readings", nargs="+", help="readings CSVs (one per reader)")
+    consensus.add_argument("--sheets", required=True, help="the muscle-sheets folder")
+    consensus.add_argument("--min-readers", type=int, default=2,
+                           help="cases read by fewer readers are left out (default 2)")
+    consensus.add_argument("--out", required=True, help="folder for masks and manifest")
+    consensus.set_defaults(handler=run_consensus)
+
+
+def run_sheets(args: argparse.Namespace) -> int:
+    from .annotate import make_sheets
+
+    levels = read_levels(args.levels)
+    locate = _locator(Path(args.source), args.ct_pattern)
+    out = Path(args.out)
+    written = make_sheets.write_sheets(
+        [(level.case, locate(level), level.middle_k) for level in levels], out,
+        progress=lambda cases: tqdm(cases, desc="muscle sheets", unit="case", file=sys.stderr))
+    print(f"{written} sheets: {out / 'index.html'}")
+    return 0
+
+
+def _locator(source: Path, pattern: str):
+    """The CT of a case: from a manifest's ct column, or the folder and pattern."""
+    if source.is_file() and source.suffix.lower() == ".csv":
+        from .training import read_manifest
+
+        cts = {row["case_id"]: Path(row["ct"]) for row in read_manifest(source)}
+
+        def from_manifest(level):
+            if level.case not in cts:
+                raise InputError(f"case {level.case} of the levels file is not in {source}.")
+            return cts[level.case]
+        return from_manifest
+    if not source.is_dir():
+        raise InputError(f"{source} is neither a folder of CTs nor a manifest .csv.")
+    return CtLocator(source, pattern)
+
+
+def run_draw(args: argparse.Namespace) -> int:
+    from .annotate import readings as rd
+    from .annotate import sheets as sh
+    from .annotate.regions import load_sheets
+
+    sheets = load_sheets(args.sheets)
+    chosen = [r for r in rd.read_readings(args.readings) if not args.case or r.case in args.case]
+    if not chosen:
+        raise InputError("no reading to draw: check --case against the readings CSV.")
+    out = Path(args.out)
+    failed = 0
+    for reading in chosen:
+        problems = rd.reading_problems(reading, sheets.get(reading.case))
+        if problems:
+            failed += 1
+            print(f"{reading.case}: " + "; ".join(problems), file=sys.stderr)
+            continue
+        sheet = sheets[reading.case]
+        labels = rd.slice_labels(sheet, reading.regions)
+        csa = rd.group_csa_cm2(labels, sheet.view.pixel_spacing_mm)
+        path = out / f"{reading.case}.{reading.reader}.png"
+        sh.draw_pick(sheet, reading.regions, csa, path,
+                     f"reader {reading.reader} ({reading.confidence})")
+        print(f"{reading.case}: total {csa['total']:.1f} cm² -> {path}")
+    return 2 if failed else 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from .annotate import readings as rd
+    from .annotate.regions import load_sheets
+
+    sheets = load_sheets(args.sheets)
+    for path in args.readings:
+        readings = rd.read_readings(path)
+        rd.validate(readings, sheets)
+        print(f"{path}: {len(readings)} readings, all valid")
+    return 0
+
+
+def run_consensus(args: argparse.Namespace) -> int:
+    from .annotate import consensus, readings as rd
+    from .annotate.regions import load_sheets
+
+    sheets = load_sheets(args.sheets)
+    all_readings = []
+    for path in args.readings:
+        readings = rd.read_readings(path)
+        rd.validate(readings, sheets)
+        all_readings += readings
+    summary = consensus.write_consensus(all_readings, sheets, Path(args.out), args.min_readers)
+    print(summary)
+    return 0
