@@ -305,7 +305,7 @@ class C3SarcopeniaLogic(ScriptedLoadableModuleLogic):
         edited (the Segment Editor is another module, so this lives here, not in the panel)."""
         self.stopFollowingEdits()
         if p.segmentation is not None:
-            self._stopFollowing = mrml.watch_segment(p.segmentation, mrml.MUSCLE_SEGMENT,
+            self._stopFollowing = mrml.watch_segment(p.segmentation, mrml.MUSCLE_SEGMENTS,
                                                      lambda: self.updateResults(p))
 
     def stopFollowingEdits(self) -> None:
@@ -317,7 +317,7 @@ class C3SarcopeniaLogic(ScriptedLoadableModuleLogic):
         """Re-measure the muscle on the chosen slice; a problem (muscle on another slice, an
         implausible clinical field) replaces the figures in the table."""
         ready = p.inputVolume and p.segmentation and p.resultsTable and p.c3SliceK >= 0
-        if not ready or mrml.segment_id(p.segmentation, mrml.MUSCLE_SEGMENT) is None:
+        if not ready or not mrml.muscle_segment_ids(p.segmentation):
             return
         try:
             mrml.update_results(p.resultsTable, p.segmentation, p.inputVolume, p.c3SliceK,
@@ -558,8 +558,7 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         running = self._run is not None
         hasVolume = p.inputVolume is not None
         hasSlice = hasVolume and 0 <= p.c3SliceK < mrml.slice_count(p.inputVolume)
-        hasMuscle = p.segmentation is not None and \
-            mrml.segment_id(p.segmentation, mrml.MUSCLE_SEGMENT) is not None
+        hasMuscle = p.segmentation is not None and bool(mrml.muscle_segment_ids(p.segmentation))
         self.ui.findC3Button.enabled = hasVolume and not running
         self.ui.segmentMuscleButton.enabled = hasSlice and not running
         for button in (self.ui.sliceUpButton, self.ui.sliceDownButton):
@@ -637,7 +636,7 @@ class C3SarcopeniaWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentation)
         editor.setSourceVolumeNode(volume)
-        editor.setCurrentSegmentID(mrml.segment_id(segmentation, mrml.MUSCLE_SEGMENT))
+        editor.setCurrentSegmentID(mrml.muscle_segment_ids(segmentation)[0])
         # The muscle lies inside the section: painting it must not cut holes in the section.
         editor.mrmlSegmentEditorNode().SetOverwriteMode(
             slicer.vtkMRMLSegmentEditorNode.OverwriteNone)
@@ -699,7 +698,7 @@ class C3SarcopeniaTest(ScriptedLoadableModuleTest):
 
         muscle = mrml.muscle_slice_mask(p.segmentation, p.inputVolume, p.c3SliceK)
         rows = [row for row in range(muscle.shape[0]) if muscle[row].any()][:3]
-        removedPixels = int(muscle[rows].sum())
+        removedPixels = int((muscle[rows] > 0).sum())
         self.assertGreater(removedPixels, 0)
         edited = muscle.copy()
         edited[rows] = 0

@@ -26,7 +26,8 @@ from .pipeline import Prediction, predict
 from .report import write_prediction
 
 MEASURE_COLUMNS = ("c3_slice_k", "c3_slice_z_mm", "muscle_csa_cm2", "muscle_mean_hu",
-                   "l3_csa_cm2", "smi_cm2_m2", "muscle_status")
+                   "l3_csa_cm2", "smi_cm2_m2", "muscle_status", "paravertebral_csa_cm2",
+                   "scm_right_csa_cm2", "scm_left_csa_cm2")
 CLINICAL_COLUMNS = ("age", "sex", "height_cm", "weight_kg")
 _HIDDEN = (".", "__")
 
@@ -127,7 +128,9 @@ def measure_case(case: BatchCase, section_models: Ensemble, muscle_models: Ensem
     ct = imaging.read_ct(case.path)
     clinical = (clinical_from_row(case.row) if case.row is not None
                 else imaging.read_clinical_tags(case.path))
-    prediction = predict(ct, clinical, muscle_models, section_models)
+    # a manifest may name an SCM engulfed by nodes (column scm_nodal: right or left)
+    scm_nodal = (case.row or {}).get("scm_nodal", "").strip().lower() or None
+    prediction = predict(ct, clinical, muscle_models, section_models, scm_nodal=scm_nodal)
     if save_dir is not None:
         write_prediction(save_dir / case.case_id, ct, prediction)
     return CaseResult(prediction, clinical)

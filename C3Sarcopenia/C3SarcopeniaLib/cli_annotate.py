@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     consensus.add_argument("--sheets", required=True, help="the muscle-sheets folder")
     consensus.add_argument("--min-readers", type=int, default=2,
                            help="cases read by fewer readers are left out (default 2)")
+    consensus.add_argument("--cases-from", metavar="CSV",
+                           help="only the cases listed in this CSV (column case or case_id), "
+                                "to keep a training, validation or test split apart")
     consensus.add_argument("--out", required=True, help="folder for masks and manifest")
     consensus.set_defaults(handler=run_consensus)
 
@@ -94,10 +97,10 @@ def run_draw(args: argparse.Namespace) -> int:
     from .annotate import sheets as sh
     from .annotate.regions import load_sheets
 
-    sheets = load_sheets(args.sheets)
     chosen = [r for r in rd.read_readings(args.readings) if not args.case or r.case in args.case]
     if not chosen:
         raise InputError("no reading to draw: check --case against the readings CSV.")
+    sheets = load_sheets(args.sheets, {r.case for r in chosen})
     out = Path(args.out)
     failed = 0
     for reading in chosen:
@@ -108,7 +111,7 @@ def run_draw(args: argparse.Namespace) -> int:
             continue
         sheet = sheets[reading.case]
         labels = rd.slice_labels(sheet, reading.regions)
-        csa = rd.group_csa_cm2(labels, sheet.view.pixel_spacing_mm)
+        csa = rd.group_and_total_csa_cm2(labels, sheet.view.pixel_spacing_mm)
         path = out / f"{reading.case}.{reading.reader}.png"
         sh.draw_pick(sheet, reading.regions, csa, path,
                      f"reader {reading.reader} ({reading.confidence})")
@@ -138,6 +141,23 @@ def run_consensus(args: argparse.Namespace) -> int:
         readings = rd.read_readings(path)
         rd.validate(readings, sheets)
         all_readings += readings
+    if args.cases_from:
+        wanted = _listed_cases(Path(args.cases_from))
+        all_readings = [r for r in all_readings if r.case in wanted]
     summary = consensus.write_consensus(all_readings, sheets, Path(args.out), args.min_readers)
     print(summary)
     return 0
+
+
+def _listed_cases(path: Path) -> set[str]:
+    """The case names in a CSV's case (or case_id) column."""
+    import csv
+
+    if not path.is_file():
+        raise InputError(f"{path} does not exist: give a CSV listing the cases to keep.")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        column = next((c for c in ("case", "case_id") if c in (reader.fieldnames or [])), None)
+        if column is None:
+            raise InputError(f"{path} has no 'case' or 'case_id' column.")
+        return {row[column].strip() for row in reader}

@@ -177,10 +177,18 @@ def print_metrics(metrics: dict, out_dir: Path) -> None:
         print(f"Level error     to the body's middle: median {fmt('level_error_mm_median', 1)} "
               f"mm, mean {fmt('level_error_mm_mean', 1)} mm, max {fmt('level_error_mm_max', 1)} mm")
     if metrics["n_cases"] > metrics["n_level_cases"]:  # cases with a true muscle
-        print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice)")
+        print(f"Muscle DSC      {fmt('muscle_dsc_mean')} +/- {fmt('muscle_dsc_sd')} (true slice); "
+              f"paravertebral {fmt('paravertebral_dsc_mean')}, SCMs {fmt('scm_dsc_mean')}")
         for label, where in (("gt", "true slice"), ("auto", "chosen slice")):
+            limits = metrics.get("csa_bland_altman_cm2_" + label) or {}
+            agreement = ("" if limits.get("bias") is None else
+                         f", bias {limits['bias']:+.1f} cm² (limits {limits['loa_low']:+.1f} to "
+                         f"{limits['loa_high']:+.1f})")
             print(f"CSA, {where:<13}r = {fmt('csa_pearson_r_' + label)}, median |difference| "
-                  f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %")
+                  f"{fmt('csa_abs_diff_percent_median_' + label, 1)} %{agreement}")
+        if "inter_reader_dsc_mean" in metrics:
+            print(f"Readers' ceiling DSC {fmt('inter_reader_dsc_mean')} between readers, CSA "
+                  f"median |difference| {fmt('inter_reader_csa_diff_percent_median', 1)} %")
     print(f"Wrote           {out_dir / 'metrics.json'}, {out_dir / 'cases.csv'}, figures")
 
 

@@ -30,6 +30,9 @@ def add_clinical_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sex", help="M or F")
     group.add_argument("--height-cm", type=float, help="height in centimetres (not metres)")
     group.add_argument("--weight-kg", type=float, help="body weight in kilograms")
+    group.add_argument("--scm-nodal", choices=["right", "left"],
+                       help="this SCM cannot be delineated (engulfed by nodes): count the other "
+                            "SCM twice (Chargi et al.); needs a mask with muscle groups")
 
 
 def clinical_from_args(args: argparse.Namespace, ct_path: str | Path) -> ClinicalInfo:
@@ -100,7 +103,7 @@ def run_predict(args: argparse.Namespace) -> int:
                          "(stage 1 needs a volume).")
     section_models = None if args.slice_k is not None else load_stage_models(args, "section")
     prediction = predict(ct, clinical, load_stage_models(args, "muscle"), section_models,
-                         args.slice_k, ProgressPrinter())
+                         args.slice_k, ProgressPrinter(), args.scm_nodal)
     result = write_prediction(args.out, ct, prediction)
     print_result(result, Path(args.out))
     return 0
@@ -112,6 +115,9 @@ def print_result(result: dict, out_dir: Path) -> None:
 
     print(f"C3 slice        k={result['c3_slice_k']} (z = {result['c3_slice_z_mm']:.1f} mm)")
     print(f"Muscle CSA      {fmt(result['muscle_csa_cm2'], 2)} cm^2")
+    if result.get("paravertebral_csa_cm2") is not None:
+        print(f"  paravertebral {fmt(result['paravertebral_csa_cm2'], 2)} cm^2, SCM right "
+              f"{fmt(result['scm_right_csa_cm2'], 2)}, SCM left {fmt(result['scm_left_csa_cm2'], 2)}")
     print(f"Muscle mean HU  {fmt(result['muscle_mean_hu'])}")
     print(f"L3 CSA          {fmt(result['l3_csa_cm2'])} cm^2")
     print(f"SMI             {fmt(result['smi_cm2_m2'])} cm^2/m^2")
@@ -167,7 +173,7 @@ def run_measure(args: argparse.Namespace) -> int:
     else:
         mask = imaging.read_mask(args.mask, ct)
     slice_k, muscle = muscle_slice_from_mask(mask, args.slice_k)
-    prediction = measure_on_slice(ct, slice_k, muscle.astype(np.uint8), clinical)
+    prediction = measure_on_slice(ct, slice_k, muscle, clinical, scm_nodal=args.scm_nodal)
     print_result(write_prediction(args.out, ct, prediction), Path(args.out))
     return 0
 
@@ -191,6 +197,7 @@ def run_demo(args: argparse.Namespace) -> int:
     args.ct, args.slice_k = str(SAMPLE_CT), None
     args.age, args.sex = SAMPLE_CLINICAL["age"], SAMPLE_CLINICAL["sex"]
     args.height_cm, args.weight_kg = SAMPLE_CLINICAL["height_cm"], SAMPLE_CLINICAL["weight_kg"]
+    args.scm_nodal = None
     return run_predict(args)
 
 
@@ -201,17 +208,31 @@ def _add_phantom(subparsers) -> None:
                     "fields, and DIR/manifest.csv. The same seed gives the same files.")
     parser.add_argument("--n", type=int, required=True, help="number of phantoms")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--in-plane-mm", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="range of the in-plane pixel size (default 0.5 1.2; the muscle "
+                             "stage was taught with 0.4 4.7, the span of real neck CTs)")
+    parser.add_argument("--c3-slab-mm", type=float,
+                        help="draw only this far above and below C3: enough for the muscle "
+                             "stage, many times faster (no C1-C2 to find C3 by: not for stage 1)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(handler=run_phantom)
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from .phantom import write_phantom_cohort
+    from .phantom import PhantomOptions, write_phantom_cohort
 
     if args.n < 1:
         raise InputError("--n must be at least 1.")
+    options = PhantomOptions(c3_slab_mm=args.c3_slab_mm)
+    if args.c3_slab_mm is not None and not 10 <= args.c3_slab_mm <= 100:
+        raise InputError("--c3-slab-mm must be between 10 and 100 mm.")
+    if args.in_plane_mm:
+        low, high = args.in_plane_mm
+        if not 0.1 <= low <= high <= 10:
+            raise InputError("--in-plane-mm takes LOW HIGH in mm with 0.1 <= LOW <= HIGH <= 10.")
+        options.in_plane_mm = (low, high)
     manifest = write_phantom_cohort(
-        args.n, args.seed, args.out,
+        args.n, args.seed, args.out, options,
         progress=lambda done, total: print(f"phantom {done}/{total}", file=sys.stderr))
     print(f"Wrote {args.n} phantoms and {manifest}")
     return 0

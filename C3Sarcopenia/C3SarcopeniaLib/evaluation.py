@@ -44,6 +44,8 @@ class CaseEvaluation:
     section_dsc: float | None = None
     section_dsc_folds: list[float] = field(default_factory=list)
     muscle_dsc: float | None = None          # on the true slice
+    paravertebral_dsc: float | None = None   # per group, when the truth has groups
+    scm_dsc: float | None = None             # both SCMs, each on its own side
     csa_true_cm2: float | None = None
     csa_pred_gt_cm2: float | None = None     # predicted muscle on the true slice
     csa_pred_c3_cm2: float | None = None     # predicted muscle on the chosen slice
@@ -125,6 +127,9 @@ def score_case(ct: sitk.Image, truth: CaseTruth, muscle_on_true: np.ndarray,
                              truth.clinical)
     result.csa_true_cm2, result.smi_true = measured.muscle_csa_cm2, measured.smi_cm2_m2
     result.muscle_dsc = dice(muscle_on_true, truth.muscle)
+    if truth.muscle.max() > 1 and muscle_on_true.max() > 1:
+        result.paravertebral_dsc = dice(muscle_on_true == 1, truth.muscle == 1)
+        result.scm_dsc = _scm_dice(muscle_on_true, truth.muscle)
     result.csa_pred_gt_cm2, result.smi_pred_gt = _csa_smi(ct, true_k, muscle_on_true,
                                                           truth.clinical)
     if section is not None and truth.section_mask is not None:
@@ -133,6 +138,22 @@ def score_case(ct: sitk.Image, truth: CaseTruth, muscle_on_true: np.ndarray,
             result.csa_pred_c3_cm2, result.smi_pred_c3 = _csa_smi(
                 ct, section.c3_slice_k, muscle_on_auto, truth.clinical)
     return result
+
+
+def _scm_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """DSC of both SCMs together, a pixel agreeing only when it is on the same side."""
+    overlap = int((np.isin(truth, (2, 3)) & (predicted == truth)).sum())
+    total = int(np.isin(predicted, (2, 3)).sum() + np.isin(truth, (2, 3)).sum())
+    return 1.0 if total == 0 else 2.0 * overlap / total
+
+
+def bland_altman(pairs: np.ndarray) -> dict:
+    """Mean difference (predicted - true) and its 95 % limits of agreement."""
+    if len(pairs) < 2:
+        return {"bias": None, "loa_low": None, "loa_high": None}
+    diff = pairs[:, 1] - pairs[:, 0]
+    bias, sd = float(diff.mean()), float(diff.std(ddof=1))
+    return {"bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
 
 
 def score_level_case(ct: sitk.Image, truth: CaseTruth, section: SectionResult | None,
@@ -209,7 +230,7 @@ def _mean_sd(values: list) -> tuple[float | None, float | None]:
 def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
     ok = [c for c in cases if c.error is None]
     metrics: dict = {"n_cases": len(ok), "n_failed": len(cases) - len(ok)}
-    for name in ("section_dsc", "muscle_dsc", "slice_error_mm"):
+    for name in ("section_dsc", "muscle_dsc", "paravertebral_dsc", "scm_dsc", "slice_error_mm"):
         metrics[f"{name}_mean"], metrics[f"{name}_sd"] = _mean_sd([getattr(c, name) for c in ok])
     errors = [c.slice_error_mm for c in ok if c.slice_error_mm is not None]
     metrics["slice_error_mm_median"] = float(np.median(errors)) if errors else None
@@ -222,6 +243,7 @@ def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
         diff = 100 * np.abs(pairs[:, 1] - pairs[:, 0]) / pairs[:, 0] if len(pairs) else []
         metrics[f"csa_abs_diff_percent_median_{label}"] = (float(np.median(diff))
                                                            if len(diff) else None)
+        metrics[f"csa_bland_altman_cm2_{label}"] = bland_altman(pairs)
     for label, column in (("gt", "smi_pred_gt"), ("auto", "smi_pred_c3")):
         metrics[f"smi_pearson_r_{label}"] = _pearson(_paired(ok, "smi_true", column))[0]
         for sex, word in (("M", "male"), ("F", "female")):
@@ -231,6 +253,18 @@ def cohort_metrics(cases: list[CaseEvaluation]) -> dict:
                 _paired(ok, "csa_true_cm2", "csa_pred_gt_cm2" if label == "gt"
                         else "csa_pred_c3_cm2", sex))
     return metrics
+
+
+def inter_reader_metrics(rows: list[dict]) -> dict:
+    """The readers' own agreement on the same cases (from muscle-consensus): the ceiling a
+    model can be judged against. Empty when the manifest does not carry it."""
+    dscs = [float(r["reader_dsc"]) for r in rows if r.get("reader_dsc")]
+    diffs = [float(r["reader_csa_diff_percent"]) for r in rows if r.get("reader_csa_diff_percent")]
+    if not dscs:
+        return {}
+    return {"inter_reader_dsc_mean": float(np.mean(dscs)),
+            "inter_reader_dsc_median": float(np.median(dscs)),
+            "inter_reader_csa_diff_percent_median": float(np.median(diffs)) if diffs else None}
 
 
 def level_metrics(cases: list[CaseEvaluation]) -> dict:
@@ -273,6 +307,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble
                                         level_only=not row.get("muscle_mask"),
                                         error=str(error)))
     metrics = cohort_metrics(cases)
+    metrics.update(inter_reader_metrics(rows))
     metrics["models"] = {"section": str(section_models.folder),
                          "muscle": str(muscle_models.folder)}
     write_figures(cases, out_dir)

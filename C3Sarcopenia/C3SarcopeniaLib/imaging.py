@@ -99,6 +99,13 @@ def check_axial(image: sitk.Image, name: str = "the CT") -> None:
                          "slices before measuring.")
 
 
+def radiological_view(image: sitk.Image, array_2d: np.ndarray) -> np.ndarray:
+    """A stored axial slice as radiologists look at it: the patient's right on the viewer's
+    left, anterior at the top (the same flips undo it)."""
+    direction = image.GetDirection()
+    return array_2d[::-1 if direction[4] < 0 else 1, ::-1 if direction[0] < 0 else 1]
+
+
 def slice_z_mm(image: sitk.Image, slice_k: int) -> float:
     """Patient z (LPS, mm; larger is more superior) at the centre of slice k."""
     size = image.GetSize()
@@ -351,7 +358,8 @@ def _fmt(values) -> str:
 
 
 def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
-    """A label image on the CT's grid, as a (k, j, i) bool array (any non-zero label)."""
+    """A label image on the CT's grid, as a (k, j, i) uint8 array. Labels 1-3 are the muscle
+    groups (paravertebral, SCM right, SCM left); any other non-zero value counts as 1."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist: check the path to the mask.")
@@ -362,4 +370,6 @@ def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     check_same_grid(image, ct, f"the mask {path.name}")
-    return sitk.GetArrayFromImage(image) != 0
+    labels = sitk.GetArrayFromImage(image)
+    grouped = np.isin(labels, (0, 1, 2, 3)).all()
+    return labels.astype(np.uint8) if grouped else (labels != 0).astype(np.uint8)

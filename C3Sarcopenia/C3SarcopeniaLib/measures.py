@@ -12,6 +12,9 @@ import numpy as np
 from .errors import InputError
 
 MUSCLE_HU_RANGE = (-29.0, 150.0)
+# Label values of a grouped C3 muscle mask (0 is background); their sum is the C3 muscle.
+MUSCLE_GROUPS = ("paravertebral", "scm_right", "scm_left")
+SCM_SIDES = {"right": "scm_right", "left": "scm_left"}
 # Prado et al. 2008 lumbar SMI cut-offs (cm^2/m^2) for depleted skeletal muscle.
 SMI_CUTOFF_CM2_M2 = {"M": 52.4, "F": 38.5}
 _SEX_CODE = {"F": 1, "M": 2}  # coding of the L3 regression (female 1, male 2)
@@ -64,6 +67,10 @@ class SarcopeniaMeasures:
     l3_csa_cm2: float | None
     smi_cm2_m2: float | None
     muscle_status: str | None  # "depleted", "normal" or None
+    # Per group (None for a mask without groups: a single label).
+    paravertebral_csa_cm2: float | None = None
+    scm_right_csa_cm2: float | None = None
+    scm_left_csa_cm2: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,20 +100,54 @@ def muscle_status(smi: float | None, sex: str | None) -> str | None:
     return "depleted" if smi < SMI_CUTOFF_CM2_M2[sex] else "normal"
 
 
+def group_csa_cm2(labels: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> dict[str, float]:
+    """CSA of each muscle group of a label mask (1 paravertebral, 2 SCM right, 3 SCM left)."""
+    return {group: muscle_csa_cm2(labels == label, pixel_spacing_mm)
+            for label, group in enumerate(MUSCLE_GROUPS, start=1)}
+
+
+def counted_pixels(labels: np.ndarray, scm_nodal: str | None) -> np.ndarray:
+    """The pixels measured: all muscle, or without the SCM that a nodal mass engulfs."""
+    if scm_nodal is None:
+        return labels > 0
+    if scm_nodal not in SCM_SIDES:
+        raise InputError(f"--scm-nodal must be 'right' or 'left', got {scm_nodal!r}.")
+    return (labels > 0) & (labels != MUSCLE_GROUPS.index(SCM_SIDES[scm_nodal]) + 1)
+
+
+def chargi_total_cm2(groups: dict[str, float], scm_nodal: str) -> float:
+    """Chargi et al.: when nodes make one SCM impossible to delineate, the other SCM's area
+    stands in for it: paravertebral + 2 x the other SCM."""
+    other = SCM_SIDES["left" if scm_nodal == "right" else "right"]
+    return groups["paravertebral"] + 2.0 * groups[other]
+
+
 def measure_slice(hu_slice: np.ndarray, muscle_mask: np.ndarray,
                   pixel_spacing_mm: tuple[float, float],
-                  clinical: ClinicalInfo) -> SarcopeniaMeasures:
-    """All measures from one axial slice (HU) and its muscle mask on the same grid."""
+                  clinical: ClinicalInfo, scm_nodal: str | None = None) -> SarcopeniaMeasures:
+    """All measures from one axial slice (HU) and its muscle mask on the same grid.
+
+    A mask with labels 1-3 (paravertebral, SCM right, SCM left) gives the CSA per group too;
+    ``scm_nodal`` ('right' or 'left') applies the Chargi rule for an SCM lost in nodes.
+    """
     if hu_slice.shape != muscle_mask.shape:
         raise InputError(f"the muscle mask ({muscle_mask.shape}) does not match the CT slice "
                          f"({hu_slice.shape}): use a mask made on this CT's grid.")
-    mask = muscle_mask.astype(bool)
+    labels = np.asarray(muscle_mask).astype(np.uint8)
+    grouped = labels.max() > 1
+    if scm_nodal is not None and not grouped:
+        raise InputError("the SCM rule (--scm-nodal) needs a muscle mask with groups (1 "
+                         "paravertebral, 2 SCM right, 3 SCM left); this mask has one label.")
+    mask = counted_pixels(labels, scm_nodal)
     if not mask.any():
         raise InputError("the muscle mask is empty on the C3 slice: check the slice or the mask.")
-    csa = muscle_csa_cm2(mask, pixel_spacing_mm)
+    groups = group_csa_cm2(labels, pixel_spacing_mm) if grouped else {}
+    csa = (chargi_total_cm2(groups, scm_nodal) if scm_nodal is not None
+           else muscle_csa_cm2(mask, pixel_spacing_mm))
     mean_hu = float(hu_slice[mask].mean())
     l3 = None
     if None not in (clinical.age_years, clinical.weight_kg, clinical.sex):
         l3 = l3_csa_cm2(csa, clinical.age_years, clinical.weight_kg, clinical.sex)
     smi = smi_cm2_m2(l3, clinical.height_cm) if l3 is not None and clinical.height_cm else None
-    return SarcopeniaMeasures(csa, mean_hu, l3, smi, muscle_status(smi, clinical.sex))
+    return SarcopeniaMeasures(csa, mean_hu, l3, smi, muscle_status(smi, clinical.sex),
+                              *(groups.get(group) for group in MUSCLE_GROUPS))

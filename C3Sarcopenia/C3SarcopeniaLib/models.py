@@ -16,6 +16,7 @@ from monai.networks.nets import UNet
 
 from .errors import InputError
 from .fileio import write_atomic, write_text_atomic
+from .measures import MUSCLE_GROUPS
 
 CARD_NAME = "model_card.json"
 STAGES = ("section", "muscle")
@@ -55,6 +56,8 @@ class ModelCard:
     initialised_from: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Foreground classes, label 1 upwards; cards written before groups existed have one.
+    classes: list[str] = field(default_factory=lambda: ["foreground"])
 
     @property
     def spatial_dims(self) -> int:
@@ -65,7 +68,9 @@ class ModelCard:
         if (stage, preset) not in PRESETS:
             known = ", ".join(f"{s}/{p}" for s, p in PRESETS)
             raise InputError(f"no preset {preset!r} for stage {stage!r}; known: {known}.")
-        return cls(stage=stage, preset=preset, **PRESETS[(stage, preset)], **fields)
+        classes = list(MUSCLE_GROUPS) if stage == "muscle" else ["c3_section"]
+        return cls(stage=stage, preset=preset, **PRESETS[(stage, preset)], classes=classes,
+                   **fields)
 
     def save(self, folder: Path) -> None:
         """The JSON the code reads, and MODEL_CARD.md for people, always in step."""
@@ -86,6 +91,7 @@ class ModelCard:
 | | |
 |---|---|
 | stage | {self.stage} ({'3D C3 section' if self.stage == 'section' else '2D skeletal muscle'}) |
+| classes | {', '.join(self.classes)} |
 | network | MONAI residual UNet, channels {self.channels}, strides {self.strides}, \
 {self.num_res_units} residual unit(s), instance norm |
 | grid | {self.spacing_mm} mm isotropic, patches {self.patch_size} |
@@ -126,8 +132,8 @@ class ModelCard:
 
 
 def build_unet(card: ModelCard) -> torch.nn.Module:
-    """MONAI residual UNet: one CT channel in, background/foreground out."""
-    return UNet(spatial_dims=card.spatial_dims, in_channels=1, out_channels=2,
+    """MONAI residual UNet: one CT channel in, background and each class out."""
+    return UNet(spatial_dims=card.spatial_dims, in_channels=1, out_channels=len(card.classes) + 1,
                 channels=card.channels, strides=card.strides,
                 num_res_units=card.num_res_units, norm="instance")
 

@@ -24,9 +24,13 @@ from .levels import C3Level, write_level_row
 from .measures import SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, measure_slice
 
 SECTION_SEGMENT = "C3 section"
-MUSCLE_SEGMENT = "Skeletal muscle"
+MUSCLE_SEGMENT = "Skeletal muscle"  # a muscle mask without groups (one label)
 SECTION_COLOR = (0.95, 0.8, 0.25)
 MUSCLE_COLOR = (0.85, 0.2, 0.2)
+# label value -> segment name and colour of a grouped muscle mask; their sum is C3 muscle
+MUSCLE_GROUP_SEGMENTS = {1: ("Paravertebral muscles", (0.85, 0.2, 0.2)),
+                         2: ("SCM right", (0.2, 0.75, 0.3)), 3: ("SCM left", (0.25, 0.5, 1.0))}
+MUSCLE_SEGMENTS = (MUSCLE_SEGMENT, *(name for name, _ in MUSCLE_GROUP_SEGMENTS.values()))
 RESULT_COLUMNS = ("Measure", "Value", "Unit", "Note")
 WARNING_MEASURE = "Warning"
 GROUND_TRUTH_CSV = "c3_levels.csv"  # the levels CSV "Save as ground truth" keeps up to date
@@ -268,15 +272,44 @@ def segment_mask(segmentation_node, volume_node, name: str, first_slice_k: int =
 
 
 def set_muscle_slice_mask(segmentation_node, volume_node, c3_slice_k: int,
-                          muscle_mask: np.ndarray) -> str:
-    """The 2D (j, i) muscle mask of slice k as the 'Skeletal muscle' segment."""
-    return set_segment_mask(segmentation_node, volume_node, MUSCLE_SEGMENT,
-                            np.asarray(muscle_mask)[None], MUSCLE_COLOR, c3_slice_k)
+                          muscle_mask: np.ndarray) -> list[str]:
+    """The 2D (j, i) muscle mask of slice k as segments: one per group for a grouped mask
+    (1 paravertebral, 2 SCM right, 3 SCM left), else one 'Skeletal muscle' segment. The
+    segments of the other form are removed, so the muscle is never counted twice."""
+    labels = np.asarray(muscle_mask).astype(np.uint8)
+    grouped = labels.max() > 1
+    wanted = ({value: style for value, style in MUSCLE_GROUP_SEGMENTS.items()} if grouped
+              else {1: (MUSCLE_SEGMENT, MUSCLE_COLOR)})
+    if not grouped:
+        labels = (labels > 0).astype(np.uint8)
+    kept = {name for name, _ in wanted.values()}
+    for name in MUSCLE_SEGMENTS:
+        if name not in kept and segment_id(segmentation_node, name) is not None:
+            segmentation_node.GetSegmentation().RemoveSegment(segment_id(segmentation_node, name))
+    return [set_segment_mask(segmentation_node, volume_node, name, (labels == value)[None],
+                             colour, c3_slice_k) for value, (name, colour) in wanted.items()]
+
+
+def muscle_segment_ids(segmentation_node) -> list[str]:
+    """The muscle segments present: the groups, or the one ungrouped segment."""
+    found = (segment_id(segmentation_node, name) for name in MUSCLE_SEGMENTS)
+    return [segment for segment in found if segment is not None]
 
 
 def muscle_slice_mask(segmentation_node, volume_node, c3_slice_k: int) -> np.ndarray:
-    """The 'Skeletal muscle' segment on slice k as a (j, i) uint8 mask."""
-    return segment_mask(segmentation_node, volume_node, MUSCLE_SEGMENT, c3_slice_k, 1)[0]
+    """The muscle segments on slice k as a (j, i) uint8 label mask (groups 1-3, or 1)."""
+    if not muscle_segment_ids(segmentation_node):
+        raise InputError(f"'{segmentation_node.GetName()}' has no muscle segment: segment the "
+                         "muscle first.")
+    labels = None
+    styles = {MUSCLE_SEGMENT: 1, **{name: v for v, (name, _) in MUSCLE_GROUP_SEGMENTS.items()}}
+    for name, value in styles.items():
+        if segment_id(segmentation_node, name) is None:
+            continue
+        mask = segment_mask(segmentation_node, volume_node, name, c3_slice_k, 1)[0]
+        labels = np.zeros_like(mask) if labels is None else labels
+        labels[(mask > 0) & (labels == 0)] = value
+    return labels
 
 
 def show_segments(segmentation_node, section_opacity: float) -> None:
@@ -284,8 +317,7 @@ def show_segments(segmentation_node, section_opacity: float) -> None:
     if segmentation_node.GetDisplayNode() is None:
         segmentation_node.CreateDefaultDisplayNodes()
     set_section_opacity(segmentation_node, section_opacity)
-    muscle = segment_id(segmentation_node, MUSCLE_SEGMENT)
-    if muscle is not None:
+    for muscle in muscle_segment_ids(segmentation_node):
         segmentation_node.GetDisplayNode().SetSegmentOpacity2DFill(muscle, 0.6)
     segmentation_node.CreateClosedSurfaceRepresentation()
 
@@ -298,17 +330,19 @@ def set_section_opacity(segmentation_node, opacity: float) -> None:
         display.SetSegmentOpacity3D(section, opacity)
 
 
-def watch_segment(segmentation_node, name: str,
+def watch_segment(segmentation_node, names: str | tuple[str, ...],
                   on_change: Callable[[], None]) -> Callable[[], None]:
-    """Call ``on_change`` whenever the named segment's content changes (a Segment Editor
+    """Call ``on_change`` whenever a named segment's content changes (a Segment Editor
     stroke, an undo, a new result); returns the function that stops watching.
 
     vtkSegmentation::RepresentationModified carries the changed segment's ID, so edits of
     other segments (the section) are ignored.
     """
+    names = (names,) if isinstance(names, str) else names
+
     def changed(caller, event, changed_segment_id: str | None = None) -> None:
-        watched = segment_id(segmentation_node, name)
-        if watched is not None and changed_segment_id in (None, watched):
+        watched = {segment_id(segmentation_node, name) for name in names} - {None}
+        if watched and (changed_segment_id is None or changed_segment_id in watched):
             on_change()
 
     changed.CallDataType = vtk.VTK_STRING
@@ -344,6 +378,7 @@ def measure_rows(measures: SarcopeniaMeasures) -> list[tuple[str, str, str, str]
     return [
         ("C3 muscle CSA", f"{measures.muscle_csa_cm2:.2f}", "cm^2",
          "skeletal muscle area on the C3 slice"),
+        *_group_rows(measures),
         ("C3 muscle mean", _fmt(measures.muscle_mean_hu, 1), "HU",
          "muscle density; lower means more fat in the muscle"),
         ("L3 CSA (estimated)", _fmt(measures.l3_csa_cm2, 2), "cm^2",
@@ -353,6 +388,16 @@ def measure_rows(measures: SarcopeniaMeasures) -> list[tuple[str, str, str, str]
         ("Muscle status", measures.muscle_status or "", "",
          cutoffs if measures.muscle_status is not None else smi_missing),
     ]
+
+
+def _group_rows(measures: SarcopeniaMeasures) -> list[tuple[str, str, str, str]]:
+    """CSA per muscle group, when the muscle has groups."""
+    if measures.paravertebral_csa_cm2 is None:
+        return []
+    return [("  paravertebral", _fmt(measures.paravertebral_csa_cm2, 2), "cm^2",
+             "prevertebral, scalenes, levator scapulae, posterior neck"),
+            ("  SCM right", _fmt(measures.scm_right_csa_cm2, 2), "cm^2", "sternocleidomastoid"),
+            ("  SCM left", _fmt(measures.scm_left_csa_cm2, 2), "cm^2", "sternocleidomastoid")]
 
 
 def _fmt(value: float | None, decimals: int) -> str:

@@ -13,6 +13,10 @@ import SimpleITK as sitk  # noqa: E402
 from . import imaging  # noqa: E402
 
 DISPLAY_WINDOW_HU = (-250, 250)
+CROP_MARGIN_MM = 15.0
+# label value -> (name, colour): red paravertebral, green SCM right, blue SCM left
+GROUP_STYLE = {1: ("paravertebral", (0.95, 0.25, 0.2)), 2: ("SCM right", (0.2, 0.85, 0.3)),
+               3: ("SCM left", (0.25, 0.5, 1.0))}
 
 
 def _figures_text(result: dict) -> str:
@@ -22,6 +26,9 @@ def _figures_text(result: dict) -> str:
     lines = [f"C3 slice k={result['c3_slice_k']}  z={result['c3_slice_z_mm']:.1f} mm",
              f"CSA {fmt(result['muscle_csa_cm2'], ' cm²')}   "
              f"mean {fmt(result['muscle_mean_hu'], ' HU')}",
+             *([f"  paravertebral {fmt(result['paravertebral_csa_cm2'])}  SCM R "
+                f"{fmt(result['scm_right_csa_cm2'])}  L {fmt(result['scm_left_csa_cm2'])}"]
+               if result.get("paravertebral_csa_cm2") is not None else []),
              f"L3 CSA {fmt(result['l3_csa_cm2'], ' cm²')}   "
              f"SMI {fmt(result['smi_cm2_m2'], ' cm²/m²')}",
              f"status: {result['muscle_status'] or 'n/a (clinical fields missing)'}"]
@@ -61,13 +68,8 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
         ax_sag.set_ylabel("patient z (mm)")
     else:
         ax_sag.axis("off")
-    ax_ax.imshow(hu[k], cmap="gray", vmin=DISPLAY_WINDOW_HU[0], vmax=DISPLAY_WINDOW_HU[1],
-                 extent=[0, hu.shape[2] * sx, hu.shape[1] * sy, 0])
-    if muscle_slice_mask.any():
-        ax_ax.contour(np.arange(hu.shape[2]) * sx + sx / 2, np.arange(hu.shape[1]) * sy + sy / 2,
-                      muscle_slice_mask.astype(float), levels=[0.5], colors="tab:red",
-                      linewidths=0.8)
-    ax_ax.set_title("C3 axial slice, skeletal muscle outlined")
+    _axial_panel(ax_ax, ct, hu[k], muscle_slice_mask)
+    ax_ax.set_title("C3 axial slice (patient's right on the left), muscle by group")
     ax_ax.axis("off")
     ax_ax.text(0.02, 0.02, _figures_text(result), transform=ax_ax.transAxes, color="white",
                fontsize=9, va="bottom", family="monospace",
@@ -76,3 +78,29 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
         figure.text(0.01, 0.01 + 0.03 * row, f"⚠ {warning}", fontsize=7, color="darkred")
     figure.tight_layout(rect=(0, 0.08 if result.get("warnings") else 0, 1, 1))
     return figure
+
+
+def _axial_panel(axis, ct: sitk.Image, hu_slice: np.ndarray, labels: np.ndarray) -> None:
+    """The C3 slice cropped to the neck (a 50 cm field of view shows a small neck), with
+    each muscle group outlined in its colour, oriented as radiologists read it."""
+    sx, sy = imaging.pixel_spacing_mm(ct)
+    hu = imaging.radiological_view(ct, np.asarray(hu_slice))
+    labels = imaging.radiological_view(ct, np.asarray(labels))
+    body = imaging.body_mask(hu[None])[0]
+    crop = imaging.bounding_box(body) if body.any() else (slice(None), slice(None))
+    margin = (int(CROP_MARGIN_MM / sy), int(CROP_MARGIN_MM / sx))
+    crop = tuple(slice(max(0, c.start - m), min(n, c.stop + m)) if c.start is not None else c
+                 for c, m, n in zip(crop, margin, hu.shape))
+    hu, labels = hu[crop], labels[crop]
+    extent = [0, hu.shape[1] * sx, hu.shape[0] * sy, 0]
+    axis.imshow(hu, cmap="gray", vmin=DISPLAY_WINDOW_HU[0], vmax=DISPLAY_WINDOW_HU[1],
+                extent=extent)
+    xs, ys = np.arange(hu.shape[1]) * sx + sx / 2, np.arange(hu.shape[0]) * sy + sy / 2
+    shown = labels if labels.max() > 1 else (labels > 0).astype(np.uint8)
+    for value, (name, colour) in GROUP_STYLE.items():
+        if (shown == value).any():
+            axis.contour(xs, ys, (shown == value).astype(float), levels=[0.5], colors=[colour],
+                         linewidths=1.0)
+            axis.plot([], [], color=colour, label=name if labels.max() > 1 else "muscle")
+    if labels.any():
+        axis.legend(loc="upper right", fontsize=7)

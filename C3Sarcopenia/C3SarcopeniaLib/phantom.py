@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from . import imaging
 from .fileio import write_image_atomic, write_text_atomic
+from . import phantom_distractors as distractors
 from .measures import MUSCLE_HU_RANGE, ClinicalInfo
 
 MANIFEST_COLUMNS = ["case_id", "ct", "section_mask", "muscle_mask", "c3_slice_k", "age", "sex",
@@ -40,6 +41,7 @@ class PhantomOptions:
     covers_c3: bool = True  # False: the scan stops above C3 (a field of view without C3)
     fov_mm: float = FOV_IN_PLANE_MM  # in-plane field of view (square)
     scan_length_mm: float | None = None  # extend the drawn scan range equally up and down
+    c3_slab_mm: float | None = None  # draw only this far above and below C3 (muscle-stage data)
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Phantom:
     case_id: str
     ct: sitk.Image            # int16 HU
     section_mask: sitk.Image  # uint8
-    muscle_mask: sitk.Image   # uint8
+    muscle_mask: sitk.Image   # uint8: 1 paravertebral, 2 SCM right, 3 SCM left
     c3_slice_k: int | None
     clinical: ClinicalInfo
     c3_body_k_range: tuple[int, int] | None
@@ -140,8 +142,9 @@ def _neck_outline(anatomy: Anatomy, z: float) -> tuple[float, float, float, floa
 
 
 def _draw_slice(anatomy: Anatomy, z: float, x: np.ndarray, y: np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """HU and muscle mask of one axial slice at height z."""
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HU, muscle labels (1 paravertebral, 2 SCM right, 3 SCM left) and what lies outside
+    the patient (mask shell, couch) of one axial slice."""
     sx, sy = anatomy.spine_xy(z)
     s, m = anatomy.size, anatomy.muscularity
     hu = np.full(x.shape, -1000.0)
@@ -152,20 +155,26 @@ def _draw_slice(anatomy: Anatomy, z: float, x: np.ndarray, y: np.ndarray,
     hu[fat] = -105.0
     inner = _ellipse(x, y, sx, sy + cy, ax - 2 - anatomy.fat_mm, ay - 2 - anatomy.fat_mm)
     hu[inner] = -75.0  # intermuscular fat and connective tissue
-    muscle = np.zeros(x.shape, bool)
+    labels = np.zeros(x.shape, np.uint8)
+    muscle_hu = 45.0 + anatomy.extras["muscle_offset_hu"]
     in_neck = anatomy.levels["T2"][0] - 10 < z < anatomy.c1_z[1] + 25
     if in_neck:
-        muscle |= _paravertebral(anatomy, z, x, y, sx, sy, m, s) & inner
-        muscle |= _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s) & inner
-        hu[muscle] = 45.0 + anatomy.extras["muscle_offset_hu"]
-        longus = (_ellipse(x, y, sx - 6 * s, sy - 12 * s, 4 * m, 4 * m)
-                  | _ellipse(x, y, sx + 6 * s, sy - 12 * s, 4 * m, 4 * m))
-        longus &= z < anatomy.c1_z[0]
-        hu[longus] = 45.0 + anatomy.extras["muscle_offset_hu"]
-        muscle |= longus
+        paravertebral = _paravertebral(anatomy, z, x, y, sx, sy, m, s)
+        paravertebral |= (_ellipse(x, y, sx - 6 * s, sy - 12 * s, 4 * m, 4 * m)
+                          | _ellipse(x, y, sx + 6 * s, sy - 12 * s, 4 * m, 4 * m)
+                          ) & (z < anatomy.c1_z[0])  # longus colli and capitis
+        for label, shape in ((1, paravertebral & inner),
+                             *((2 + (side > 0), scm & inner) for side, scm in
+                               _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s))):
+            labels[shape] = label
+        hu[labels > 0] = muscle_hu
+        labels[distractors.paint_neck(anatomy, z, x, y, sx, sy, s, hu, inner, fat,
+                                      muscle_hu)] = 0
     covered = _soft_organs(anatomy, z, x, y, sx, sy, s, hu)
     covered |= _bones(anatomy, z, x, y, sx, sy, s, hu)
-    return hu, muscle & ~covered
+    outside = distractors.paint_outside(anatomy, x, y, sx, sy + cy, ax, ay, hu, body)
+    labels[covered] = 0
+    return hu, labels, outside
 
 
 def _paravertebral(anatomy, z, x, y, sx, sy, m, s) -> np.ndarray:
@@ -177,15 +186,14 @@ def _paravertebral(anatomy, z, x, y, sx, sy, m, s) -> np.ndarray:
     return shape
 
 
-def _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s) -> np.ndarray:
-    """From the mastoid (posterolateral, high) to the sternum (anteromedial, low)."""
+def _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s) -> list[tuple[int, np.ndarray]]:
+    """From the mastoid (posterolateral, high) to the sternum (anteromedial, low); per side
+    (-1 the patient's right, x grows to the left)."""
     top, bottom = anatomy.c1_z[1] + 10, anatomy.levels["T1"][0]
     t = float(np.clip((top - z) / (top - bottom), 0, 1))
     cx, cy = (52 - 30 * t) * s, (-5 - 45 * t) * s
-    shape = np.zeros(x.shape, bool)
-    for side in (-1, 1):
-        shape |= _ellipse(x, y, sx + side * cx, sy + cy, 8 * m, 17 * m, -side * (0.6 + 0.5 * t))
-    return shape
+    return [(side, _ellipse(x, y, sx + side * cx, sy + cy, 8 * m, 17 * m,
+                            -side * (0.6 + 0.5 * t))) for side in (-1, 1)]
 
 
 def _soft_organs(anatomy, z, x, y, sx, sy, s, hu) -> np.ndarray:
@@ -308,18 +316,25 @@ def make_phantom(seed: int, case_id: str = "phantom",
     if options.scan_length_mm is not None:
         extra = max(0.0, options.scan_length_mm - (z_top - z_bottom)) / 2.0
         z_top, z_bottom = z_top + extra, z_bottom - extra
+    if options.c3_slab_mm is not None:
+        c3_mid = float(np.mean(anatomy.levels["C3"]))
+        z_top, z_bottom = c3_mid + options.c3_slab_mm, c3_mid - options.c3_slab_mm
     n_xy = int(round(options.fov_mm / in_plane))
     n_z = int((z_top - z_bottom) // thickness) + 1
     coords = (np.arange(n_xy) - (n_xy - 1) / 2) * in_plane
     y, x = np.meshgrid(coords + rng.uniform(-10, 10), coords, indexing="ij")
     zs = z_bottom + np.arange(n_z) * thickness
     hu = np.empty((n_z, n_xy, n_xy), np.float32)
-    muscle = np.empty(hu.shape, bool)
+    muscle = np.empty(hu.shape, np.uint8)
+    outside = np.empty(hu.shape, bool)
+    anatomy.extras.update(distractors.draw(np.random.default_rng([seed, 1])))
     for k, z in enumerate(zs):
-        hu[k], muscle[k] = _draw_slice(anatomy, z, x, y, rng)
-    hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.6 * 1.0 / in_plane + 0.3, 0.6 / in_plane + 0.3))
+        hu[k], muscle[k], outside[k] = _draw_slice(anatomy, z, x, y, rng)
+    # the blur of a reconstruction kernel (mm), then the pixel's own footprint
+    blur_px = anatomy.extras["blur_mm"] / in_plane + 0.3
+    hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur_px, blur_px))
     hu += rng.normal(0, rng.uniform(*options.noise_hu), hu.shape).astype(np.float32)
-    muscle &= (hu >= MUSCLE_HU_RANGE[0]) & (hu <= MUSCLE_HU_RANGE[1])
+    muscle[(hu < MUSCLE_HU_RANGE[0]) | (hu > MUSCLE_HU_RANGE[1])] = 0
     ct = sitk.GetImageFromArray(np.clip(np.round(hu), -1024, 3071).astype(np.int16))
     ct.SetSpacing((in_plane, in_plane, thickness))
     ct.SetOrigin((float(x[0, 0]), float(y[0, 0]), float(zs[0])))
@@ -330,7 +345,9 @@ def make_phantom(seed: int, case_id: str = "phantom",
     if options.covers_c3 and inside.size:
         c3_k = int(np.argmin(np.abs(zs - 0.5 * (c3_bottom + c3_top))))
         body_range = (int(inside[0]), int(inside[-1]))
-        section = imaging.c3_section_mask(ct, c3_k, hu)
+        # the patient's body only: a mask shell touching the face is no part of the section
+        section = imaging.c3_section_mask(
+            ct, c3_k, np.where(outside, imaging.AIR_HU, sitk.GetArrayViewFromImage(ct)))
     else:
         section = np.zeros(hu.shape, np.uint8)
     return Phantom(case_id, ct, _like(section, ct), muscle_image, c3_k, clinical, body_range)
@@ -408,7 +425,7 @@ def save_preview_png(phantom: Phantom, path: str | Path) -> None:
     left.legend(loc="lower left", fontsize=8)
     left.axis("off")
     right.imshow(hu[k], cmap="gray", vmin=-250, vmax=250, aspect=sy / sx)
-    right.contour(muscle[k], levels=[0.5], colors="red", linewidths=0.8)
+    right.contour(muscle[k] > 0, levels=[0.5], colors="red", linewidths=0.8)
     c = phantom.clinical
     right.set_title(f"C3 axial: muscle label ({c.sex}, {c.age_years:.0f} y, {c.weight_kg:.0f} kg)")
     right.axis("off")

@@ -15,9 +15,9 @@ import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
 
-from . import imaging
+from . import guards, imaging
 from .errors import SYNTHETIC_MODELS_WARNING, InputError
-from .measures import MUSCLE_HU_RANGE, ClinicalInfo, SarcopeniaMeasures, measure_slice
+from .measures import ClinicalInfo, SarcopeniaMeasures, measure_slice
 from .models import Ensemble
 
 Progress = Callable[[float, str], None]
@@ -73,7 +73,8 @@ def muscle_network_input(ct: sitk.Image, slice_k: int, spacing_mm: float) -> Net
 
 def fold_masks(ensemble: Ensemble, image: np.ndarray, progress: Progress | None = None,
                span: tuple[float, float] = (0.0, 1.0), label: str = "") -> list[np.ndarray]:
-    """Each fold's foreground mask from sliding-window inference over the whole image."""
+    """Each fold's label map (0 background, 1.. the card's classes) from sliding-window
+    inference over the whole image."""
     x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(ensemble.device)
     masks = []
     step = (span[1] - span[0]) / len(ensemble.nets)
@@ -83,8 +84,10 @@ def fold_masks(ensemble: Ensemble, image: np.ndarray, progress: Progress | None 
             logits = sliding_window_inference(x, ensemble.card.patch_size, sw_batch_size=4,
                                               predictor=_air_once(net), overlap=0.25,
                                               mode="gaussian")
-            # argmax of two classes, as a comparison: many times faster on the CPU
-            masks.append((logits[0, 1] > logits[0, 0]).cpu().numpy().astype(np.uint8))
+            if logits.shape[1] == 2:  # a comparison: many times faster than argmax on the CPU
+                masks.append((logits[0, 1] > logits[0, 0]).cpu().numpy().astype(np.uint8))
+            else:
+                masks.append(logits[0].argmax(0).cpu().numpy().astype(np.uint8))
     return masks
 
 
@@ -107,8 +110,10 @@ def _air_once(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return predict
 
 
-def vote_fraction(masks: list[np.ndarray]) -> np.ndarray:
-    return np.mean(masks, axis=0, dtype=np.float32)
+def vote_fraction(masks: list[np.ndarray], label: int | None = None) -> np.ndarray:
+    """The fraction of folds voting foreground (any class), or for one class label."""
+    return np.mean([m > 0 if label is None else m == label for m in masks], axis=0,
+                   dtype=np.float32)
 
 
 def _to_ct_grid(fraction: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
@@ -272,11 +277,27 @@ def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
     net_input = muscle_network_input(ct, c3_slice_k, models.card.spacing_mm)
     masks = fold_masks(models, net_input.image, progress, (0.0, 1.0), "Segmenting muscle")
     ct_slice = ct[:, :, c3_slice_k]
-    muscle = _to_ct_grid(vote_fraction(masks), net_input.grid, ct_slice)
+    muscle = _to_ct_grid(vote_fraction(masks), net_input.grid, ct_slice).astype(np.uint8)
+    if len(models.card.classes) > 1:
+        muscle *= _majority_class(masks, net_input.grid, ct_slice)
     hu = sitk.GetArrayViewFromImage(ct_slice)
-    muscle &= (hu >= MUSCLE_HU_RANGE[0]) & (hu <= MUSCLE_HU_RANGE[1])
+    muscle[~guards.allowed_muscle_pixels(hu, imaging.pixel_spacing_mm(ct))] = 0
     _report(progress, 1.0, "Muscle segmented")
-    return muscle.astype(np.uint8)
+    return muscle
+
+
+def _majority_class(masks: list[np.ndarray], grid: sitk.Image,
+                    reference: sitk.Image) -> np.ndarray:
+    """Per pixel of the reference, the class most folds chose (interpolated vote fractions)."""
+    fractions = []
+    for label in range(1, int(max(m.max() for m in masks)) + 1):
+        image = sitk.GetImageFromArray(vote_fraction(masks, label))
+        image.CopyInformation(grid)
+        fractions.append(sitk.GetArrayFromImage(
+            imaging.resample_like(image, reference, sitk.sitkLinear)))
+    if not fractions:
+        return np.zeros(reference.GetSize()[::-1], np.uint8)
+    return (np.argmax(fractions, axis=0) + 1).astype(np.uint8)
 
 
 @dataclass
@@ -286,7 +307,7 @@ class Prediction:
     c3_slice_k: int
     c3_slice_z_mm: float
     measures: SarcopeniaMeasures
-    muscle_slice_mask: np.ndarray          # (j, i) on slice k of the CT
+    muscle_slice_mask: np.ndarray          # (j, i) on slice k: 1 paravertebral, 2/3 SCM R/L
     section_mask: np.ndarray | None = None  # (k, j, i), None when stage 1 was skipped
     warnings: list[str] = field(default_factory=list)
 
@@ -297,17 +318,25 @@ class Prediction:
 
 def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray,
                      clinical: ClinicalInfo, section_mask: np.ndarray | None = None,
-                     warnings: list[str] | None = None) -> Prediction:
-    """Measures of a muscle mask on slice k, with the pixel area of the CT's own grid."""
+                     warnings: list[str] | None = None,
+                     scm_nodal: str | None = None) -> Prediction:
+    """Measures of a muscle mask on slice k, with the pixel area of the CT's own grid;
+    ``scm_nodal`` ('right' or 'left') applies the Chargi rule for an SCM lost in nodes."""
     hu = sitk.GetArrayViewFromImage(ct)[slice_k]
-    measures = measure_slice(hu, muscle_slice_mask, imaging.pixel_spacing_mm(ct), clinical)
+    measures = measure_slice(hu, muscle_slice_mask, imaging.pixel_spacing_mm(ct), clinical,
+                             scm_nodal)
+    warnings = list(warnings or [])
+    if scm_nodal is not None:
+        other = "left" if scm_nodal == "right" else "right"
+        warnings.append(f"the {scm_nodal} SCM was set aside as engulfed by nodes: C3 CSA = "
+                        f"paravertebral + 2 x the {other} SCM (Chargi et al.).")
     return Prediction(slice_k, imaging.slice_z_mm(ct, slice_k), measures, muscle_slice_mask,
-                      section_mask, list(warnings or []))
+                      section_mask, warnings)
 
 
 def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
             section_models: Ensemble | None = None, slice_k: int | None = None,
-            progress: Progress | None = None) -> Prediction:
+            progress: Progress | None = None, scm_nodal: str | None = None) -> Prediction:
     """Both stages and the measures; with ``slice_k`` the user's slice replaces stage 1."""
     warnings = []
     section = None
@@ -322,4 +351,4 @@ def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
         warnings.append(SYNTHETIC_MODELS_WARNING)
     muscle = segment_muscle(ct, slice_k, muscle_models,
                             lambda f, m: _report(progress, 0.8 + 0.2 * f, m))
-    return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings)
+    return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings, scm_nodal)

@@ -20,7 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.losses import DiceLoss
-from monai.transforms import Compose, RandAffined, RandCropByPosNegLabeld, RandFlipd
+from monai.transforms import (Compose, MapTransform, RandAffined, RandCropByPosNegLabeld,
+                              RandomizableTransform)
 
 from . import imaging
 from .errors import InputError
@@ -113,6 +114,33 @@ def fold_split(n_cases: int, folds: int, seed: int) -> list[tuple[list[int], lis
              sorted(int(i) for i in parts[f])) for f in range(folds)]
 
 
+class RandLeftRightFlipd(RandomizableTransform, MapTransform):
+    """Flip image and label left-right together; labels named for a side swap with it
+    (a flipped right SCM is a left one)."""
+
+    def __init__(self, keys, prob: float, classes: list[str], label_key: str = "label"):
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.label_key = label_key
+        self.swap = np.arange(len(classes) + 1)
+        for label, name in enumerate(classes, start=1):
+            other = name.replace("right", "left") if "right" in name else name.replace("left", "right")
+            if other != name and other in classes:
+                self.swap[label] = classes.index(other) + 1
+
+    def __call__(self, data):
+        self.randomize(None)
+        if not self._do_transform:
+            return data
+        out = dict(data)
+        for key in self.keys:
+            out[key] = torch.flip(torch.as_tensor(out[key]), dims=(-1,))
+        if self.label_key in out:
+            label = out[self.label_key]
+            out[self.label_key] = torch.as_tensor(self.swap)[label.long()].to(label.dtype)
+        return out
+
+
 def augmentation(card: ModelCard) -> Compose:
     """Patch sampling and augmentation. Flips are left-right only: head-feet or front-back
     flips would create anatomy that never occurs and blur which way C3 lies."""
@@ -122,7 +150,7 @@ def augmentation(card: ModelCard) -> Compose:
     return Compose([
         RandCropByPosNegLabeld(keys, "label", card.patch_size, pos=1, neg=1,
                                num_samples=PATCHES_PER_CASE, allow_smaller=True),
-        RandFlipd(keys, prob=0.5, spatial_axis=card.spatial_dims - 1),
+        RandLeftRightFlipd(keys, prob=0.5, classes=card.classes),
         RandAffined(keys, prob=0.5, rotate_range=rotate, scale_range=0.1,
                     mode=("bilinear", "nearest"), padding_mode="border"),
     ])

@@ -381,3 +381,36 @@ def test_clinical_fields_come_from_the_dicom_the_volume_was_loaded_from(scene, t
     node.SetAttribute("DICOM.instanceUIDs", "1.2.3 1.2.4")
     found = mrml.clinical_from_dicom(node, {"1.2.3": str(files[0])}.get)
     assert found == CLINICAL
+
+
+def grouped_muscle() -> np.ndarray:
+    """The slab split into paravertebral (label 1) and the two SCMs (2 right, 3 left)."""
+    labels = np.zeros(SIZE[1::-1], np.uint8)
+    labels[10:16, 12:16] = 1
+    labels[10:16, 16:18] = 2
+    labels[10:16, 18:20] = 3
+    return labels
+
+
+def test_grouped_muscle_becomes_one_segment_per_group_and_the_table_shows_each(scene, ct_node):
+    segmentation = mrml.new_segmentation_node(scene, ct_node, "seg")
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 6, mrml.voxels(ct_node)[6] == MUSCLE_HU)
+    labels = grouped_muscle()
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 6, labels)
+    names = {segmentation.GetSegmentation().GetNthSegment(n).GetName()
+             for n in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+    assert names == {"Paravertebral muscles", "SCM right", "SCM left"}  # ungrouped one gone
+    np.testing.assert_array_equal(mrml.muscle_slice_mask(segmentation, ct_node, 6), labels)
+    measures = mrml.measure_muscle_segment(segmentation, ct_node, 6, CLINICAL)
+    pixel_cm2 = SPACING[0] * SPACING[1] / 100
+    assert measures.scm_right_csa_cm2 == pytest.approx(12 * pixel_cm2)
+    assert measures.muscle_csa_cm2 == pytest.approx(48 * pixel_cm2)
+    rows = {row[0].strip(): row[1] for row in mrml.measure_rows(measures)}
+    assert float(rows["paravertebral"]) == pytest.approx(24 * pixel_cm2, abs=0.005)
+    calls = []
+    stop = mrml.watch_segment(segmentation, mrml.MUSCLE_SEGMENTS, lambda: calls.append(1))
+    edited = labels.copy()
+    edited[10:16, 18:20] = 0
+    mrml.set_muscle_slice_mask(segmentation, ct_node, 6, edited)
+    stop()
+    assert calls  # an edit of an SCM segment re-measures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ import SimpleITK as sitk
 from .. import imaging
 from ..errors import InputError
 from ..fileio import write_image_atomic, write_text_atomic
+from ..measures import muscle_csa_cm2
 from ..phantom import MANIFEST_COLUMNS
-from .readings import GROUPS, Reading, group_csa_cm2, slice_labels
+from .readings import GROUPS, Reading, group_and_total_csa_cm2, slice_labels
 from .regions import RegionSheet
 
 
@@ -60,9 +62,9 @@ def agreement(case: str, readings: list[Reading], sheet: RegionSheet,
     masks = [slice_labels(sheet, reading.regions) > 0 for reading in readings]
     spacing = sheet.view.pixel_spacing_mm
     dscs = [dice(a, b) for a, b in itertools.combinations(masks, 2)]
-    csas = [group_csa_cm2(mask.astype(np.uint8), spacing)["total"] for mask in masks]
+    csas = [muscle_csa_cm2(mask, spacing) for mask in masks]
     return CaseAgreement(case, [r.reader for r in readings], float(np.mean(dscs)), csas,
-                         group_csa_cm2(consensus_labels, spacing))
+                         group_and_total_csa_cm2(consensus_labels, spacing))
 
 
 def label_volume(sheet: RegionSheet, labels: np.ndarray) -> sitk.Image:
@@ -95,9 +97,13 @@ def write_consensus(readings: list[Reading], sheets: dict[str, RegionSheet], out
             continue
         mask_name = f"{case}_muscle_labels.nii.gz"
         write_image_atomic(label_volume(sheet, labels), out / mask_name)
-        rows.append({"case_id": case, "ct": sheet.ct, "muscle_mask": mask_name,
-                     "c3_slice_k": sheet.view.slice_k})
         agreements.append(agreement(case, readable, sheet, labels))
+        # relative, as read_manifest resolves it: the folder can move with its CTs
+        rows.append({"case_id": case, "ct": os.path.relpath(sheet.ct, out.resolve()),
+                     "muscle_mask": mask_name,
+                     "c3_slice_k": sheet.view.slice_k,
+                     "reader_dsc": f"{agreements[-1].mean_pairwise_dsc:.4f}",
+                     "reader_csa_diff_percent": f"{agreements[-1].csa_spread_percent:.2f}"})
     if not rows:
         raise InputError(f"no case has {min_readers} readable readings: nothing to write.")
     _write_manifest(rows, out / "manifest.csv")
@@ -108,9 +114,14 @@ def write_consensus(readings: list[Reading], sheets: dict[str, RegionSheet], out
             + (f"; left out (too few readable readings): {', '.join(left_out)}" if left_out else ""))
 
 
+# The readers' agreement rides along, so that 'evaluate' can quote the ceiling beside the model.
+CONSENSUS_MANIFEST_COLUMNS = (*MANIFEST_COLUMNS, "reader_dsc", "reader_csa_diff_percent")
+
+
 def _write_manifest(rows: list[dict], path: Path) -> None:
-    lines = [",".join(MANIFEST_COLUMNS)]
-    lines += [",".join(str(row.get(column, "")) for column in MANIFEST_COLUMNS) for row in rows]
+    lines = [",".join(CONSENSUS_MANIFEST_COLUMNS)]
+    lines += [",".join(str(row.get(column, "")) for column in CONSENSUS_MANIFEST_COLUMNS)
+              for row in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..measures import MUSCLE_HU_RANGE
+from ..measures import MUSCLE_GROUPS as GROUPS
+from ..measures import MUSCLE_HU_RANGE, group_csa_cm2, muscle_csa_cm2
 from .regions import RegionSheet
 
-GROUPS = ("paravertebral", "scm_right", "scm_left")
 GROUP_LABELS = {group: label for label, group in enumerate(GROUPS, start=1)}
 READING_COLUMNS = ("case", "slice_k", *GROUPS, "confidence", "notes")
 CONFIDENCES = ("high", "medium", "low", "unreadable")
@@ -127,9 +127,8 @@ def slice_labels(sheet: RegionSheet, regions: dict[str, list[int]]) -> np.ndarra
     return labels
 
 
-def group_csa_cm2(labels: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> dict[str, float]:
+def group_and_total_csa_cm2(labels: np.ndarray,
+                            pixel_spacing_mm: tuple[float, float]) -> dict[str, float]:
     """CSA of each group and the total, from a label slice."""
-    pixel_cm2 = pixel_spacing_mm[0] * pixel_spacing_mm[1] / 100.0
-    csa = {group: float((labels == label).sum() * pixel_cm2) for group, label in GROUP_LABELS.items()}
-    csa["total"] = float((labels > 0).sum() * pixel_cm2)
-    return csa
+    return {**group_csa_cm2(labels, pixel_spacing_mm),
+            "total": muscle_csa_cm2(labels > 0, pixel_spacing_mm)}

@@ -66,8 +66,8 @@ class SliceView:
         coarse = np.argmax(counts, axis=2).astype(np.uint8)
         coarse[counts.max(axis=2) * 2 <= f * f] = 0
         out = np.zeros(self.slice_shape, np.uint8)
-        flipped = out[::-1 if self.flip_rows else 1, ::-1 if self.flip_cols else 1]
-        flipped[self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]] = coarse
+        shown = out[::-1 if self.flip_rows else 1, ::-1 if self.flip_cols else 1]  # a view
+        shown[self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]] = coarse
         return out
 
 
@@ -81,7 +81,7 @@ def slice_view(ct: sitk.Image, slice_k: int) -> SliceView:
     hu_slice = sitk.GetArrayViewFromImage(ct)[slice_k].astype(np.float32)
     direction = ct.GetDirection()
     flip_cols, flip_rows = direction[0] < 0, direction[4] < 0
-    hu = hu_slice[::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
+    hu = imaging.radiological_view(ct, hu_slice)
     body = imaging.body_mask(hu[None])[0]
     if not body.any():
         raise InputError(f"slice {slice_k} shows no body (nothing above "
@@ -146,7 +146,7 @@ def _split_disconnected(labels: np.ndarray) -> np.ndarray:
 def save_regions(path: Path, view: SliceView, regions: np.ndarray, case: str, ct: str) -> None:
     """Everything a pick needs to become a mask, without rereading the CT's pixels."""
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, regions=regions, hu_fine=view.hu_fine.astype(np.int16),
+    np.savez_compressed(tmp, regions=regions, hu_fine=view.hu_fine.astype(np.float32),
                         body_fine=view.body_fine, hu_slice=view.hu_slice.astype(np.int16),
                         flips=[view.flip_rows, view.flip_cols],
                         rows=view.rows, cols=view.cols, factor=view.factor,
@@ -183,11 +183,13 @@ def load_regions(path: Path) -> RegionSheet:
 SHEET_SUFFIX = ".regions.npz"
 
 
-def load_sheets(folder: str | Path) -> dict[str, RegionSheet]:
-    """Every case's regions in a muscle-sheets folder."""
+def load_sheets(folder: str | Path, cases: set[str] | None = None) -> dict[str, RegionSheet]:
+    """The regions of a muscle-sheets folder: every case's, or only those of ``cases``."""
     folder = Path(folder)
     paths = sorted(folder.glob(f"*{SHEET_SUFFIX}"))
     if not paths:
         raise InputError(f"{folder} holds no region sheets: make them with 'c3sarcopenia "
                          "muscle-sheets' first.")
+    if cases is not None:
+        paths = [p for p in paths if p.name[:-len(SHEET_SUFFIX)] in cases]
     return {sheet.case: sheet for sheet in map(load_regions, paths)}

@@ -18,12 +18,13 @@ from scipy import ndimage  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from ..fileio import write_figure_atomic, write_text_atomic  # noqa: E402
+from ..measures import MUSCLE_GROUPS  # noqa: E402
+from ..overlay import GROUP_STYLE  # noqa: E402
 from .regions import RegionSheet  # noqa: E402
 
 SOFT_WINDOW_HU = (-160, 240)   # W400 / L40
 BONE_WINDOW_HU = (-100, 1000)
-GROUP_COLOURS = {"paravertebral": (0.95, 0.25, 0.2), "scm_right": (0.2, 0.85, 0.3),
-                 "scm_left": (0.25, 0.5, 1.0)}
+GROUP_COLOURS = {group: GROUP_STYLE[label][1] for label, group in enumerate(MUSCLE_GROUPS, 1)}
 
 
 def _show(axis, image: np.ndarray, window: tuple[float, float], title: str) -> None:

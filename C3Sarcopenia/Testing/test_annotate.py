@@ -1,0 +1,181 @@
+"""Reading C3 muscle by region picking: sheets, regions, the readings validator, consensus."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from C3SarcopeniaLib.annotate import consensus, readings as rd
+from C3SarcopeniaLib.annotate.regions import (REGION_AREA_MM2, candidate_pixels, load_sheets,
+                                              numbered_regions, slice_view)
+from C3SarcopeniaLib.cli import main
+from C3SarcopeniaLib.errors import InputError
+from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.training import prepare_muscle_case, read_manifest
+
+HEADER = "case,slice_k,paravertebral,scm_right,scm_left,confidence,notes\n"
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(11, "neck", PhantomOptions(in_plane_mm=(2.0, 2.0), slice_mm=(3.0, 3.0)))
+
+
+@pytest.fixture(scope="module")
+def sheet_folder(tmp_path_factory, phantom):
+    """Sheets of the phantom's C3 slice, as muscle-sheets writes them from a levels CSV."""
+    root = tmp_path_factory.mktemp("sheets")
+    sitk.WriteImage(phantom.ct, str(root / "neck_ct.nii.gz"))
+    top, bottom = phantom.c3_body_k_range
+    (root / "levels.csv").write_text(
+        "case,c3_top_z_index,c3_bottom_z_index,c3_mid_z_index,confidence,notes\n"
+        f"neck,{top},{bottom},{phantom.c3_slice_k},high,phantom\n")
+    assert main([ "muscle-sheets", str(root), "--levels", str(root / "levels.csv"),
+                 "--out", str(root / "sheets")]) == 0
+    return root / "sheets"
+
+
+def true_pick(sheet, truth_slice: np.ndarray) -> dict[str, list[int]]:
+    """The regions most of whose CT pixels carry each group in the phantom's label: a
+    perfect reader."""
+    pick = {group: [] for group in rd.GROUPS}
+    fine_truth = np.kron(sheet.view.to_ct_slice(np.zeros_like(sheet.regions)) * 0
+                         + truth_slice, 1)  # stored slice
+    shown = fine_truth[::-1 if sheet.view.flip_rows else 1, ::-1 if sheet.view.flip_cols else 1]
+    crop = shown[sheet.view.rows[0]:sheet.view.rows[1], sheet.view.cols[0]:sheet.view.cols[1]]
+    fine = np.kron(crop, np.ones((sheet.view.factor,) * 2, np.uint8))
+    for number in range(1, sheet.n_regions + 1):
+        values = fine[sheet.regions == number]
+        label = np.bincount(values, minlength=4).argmax()
+        if label:
+            pick[rd.GROUPS[label - 1]].append(number)
+    return pick
+
+
+def test_sheet_regions_are_numbered_connected_and_about_a_square_centimetre(sheet_folder):
+    sheet = load_sheets(sheet_folder)["neck"]
+    regions = sheet.regions
+    numbers = np.unique(regions[regions > 0])
+    assert numbers.tolist() == list(range(1, len(numbers) + 1))
+    from scipy import ndimage
+    for number in numbers:
+        assert ndimage.label(regions == number)[1] == 1
+    areas_mm2 = np.bincount(regions.ravel())[1:] * sheet.view.fine_pixel_area_mm2
+    assert 0.3 * REGION_AREA_MM2 < np.median(areas_mm2) < 3 * REGION_AREA_MM2
+    # every muscle-density pixel of the body is in some region, nothing else is
+    assert np.array_equal(regions > 0, candidate_pixels(sheet.view))
+    assert (sheet_folder / "neck.png").stat().st_size > 10_000
+    assert "neck.png" in (sheet_folder / "index.html").read_text()
+
+
+def test_a_perfect_readers_pick_reproduces_the_phantom_label(sheet_folder, phantom):
+    sheet = load_sheets(sheet_folder)["neck"]
+    truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
+    labels = rd.slice_labels(sheet, true_pick(sheet, truth))
+    for label in (1, 2, 3):
+        overlap = ((labels == label) & (truth == label)).sum()
+        assert 2 * overlap / ((labels == label).sum() + (truth == label).sum()) > 0.8
+
+
+def test_picks_map_back_to_the_same_pixels_on_a_flipped_ct(tmp_path, phantom):
+    """A CT stored right-to-left shows the same picture; a pick lands on the same anatomy."""
+    k = phantom.c3_slice_k
+    flipped = sitk.Flip(phantom.ct, [True, False, False])  # same anatomy, i axis reversed
+    normal_view, flipped_view = slice_view(phantom.ct, k), slice_view(flipped, k)
+    assert np.array_equal(normal_view.hu_fine, flipped_view.hu_fine)
+    regions = numbered_regions(normal_view)
+    pick = (regions > 0).astype(np.uint8)
+    on_normal = normal_view.to_ct_slice(pick)
+    on_flipped = flipped_view.to_ct_slice(pick)
+    assert on_normal.any()
+    assert np.array_equal(on_flipped, on_normal[:, ::-1])
+
+
+def write_readings(path: Path, rows: list[str]) -> Path:
+    path.write_text(HEADER + "".join(row + "\n" for row in rows))
+    return path
+
+
+def test_validator_lists_every_problem(tmp_path, sheet_folder):
+    sheets = load_sheets(sheet_folder)
+    k = sheets["neck"].view.slice_k
+    n = sheets["neck"].n_regions
+    bad = write_readings(tmp_path / "r1.csv", [
+        f"neck,{k + 1},1 2 3,4,5,high,",            # wrong slice
+        f"neck,{k},1 2 {n + 5},2,,sure,",          # unknown region, region twice, bad confidence
+        f"elsewhere,{k},1,,,low,",                  # no sheet
+    ])
+    with pytest.raises(InputError) as error:
+        rd.validate(rd.read_readings(bad), sheets)
+    text = str(error.value)
+    for phrase in (f"slice_k {k + 1}", f"region {n + 5} does not exist", "in both",
+                   "confidence 'sure'", "read twice", "no sheet"):
+        assert phrase in text
+    with pytest.raises(InputError, match="whole numbers"):
+        rd.read_readings(write_readings(tmp_path / "r2.csv", [f"neck,{k},1 x,,,high,"]))
+    unreadable = write_readings(tmp_path / "r3.csv", [f"neck,{k},,,,unreadable,SCMs cut off"])
+    rd.validate(rd.read_readings(unreadable), sheets)  # no muscle, but said why: valid
+
+
+def test_majority_per_region_and_ties_left_out():
+    def reading(para, right, left, reader):
+        return rd.Reading("c", 0, {"paravertebral": para, "scm_right": right, "scm_left": left},
+                          "high", reader=reader)
+
+    three = [reading([1, 2, 3], [7], [9], "a"), reading([1, 2], [7, 3], [9], "b"),
+             reading([1, 4], [], [9, 7], "c")]
+    assert consensus.majority_regions(three) == {"paravertebral": [1, 2], "scm_right": [7],
+                                                 "scm_left": [9]}
+    two = [reading([1, 2], [], [], "a"), reading([1], [2], [], "b")]
+    assert consensus.majority_regions(two) == {"paravertebral": [1], "scm_right": [],
+                                               "scm_left": []}
+
+
+def test_consensus_writes_trainable_masks_manifest_and_agreement(tmp_path, sheet_folder,
+                                                                 phantom):
+    sheet = load_sheets(sheet_folder)["neck"]
+    truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
+    pick = true_pick(sheet, truth)
+    k = sheet.view.slice_k
+    row = f"neck,{k},{' '.join(map(str, pick['paravertebral']))}," \
+          f"{' '.join(map(str, pick['scm_right']))},{' '.join(map(str, pick['scm_left']))},high,"
+    dropped = pick["paravertebral"][1:]  # reader b misses one paravertebral region
+    row_b = row.replace(",".join([" ".join(map(str, pick["paravertebral"]))]),
+                        " ".join(map(str, dropped)), 1)
+    a = write_readings(tmp_path / "a.csv", [row])
+    b = write_readings(tmp_path / "b.csv", [row_b])
+    out = tmp_path / "consensus"
+    assert main(["muscle-consensus", str(a), str(b), "--sheets", str(sheet_folder),
+                 "--out", str(out)]) == 0
+    [manifest_row] = read_manifest(out / "manifest.csv")
+    mask = sitk.ReadImage(manifest_row["muscle_mask"])
+    assert mask.GetSize() == phantom.ct.GetSize()
+    labels = sitk.GetArrayFromImage(mask)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    assert not labels[np.arange(len(labels)) != k].any()
+    # the region only reader a picked is a tie: out of the consensus
+    expected = rd.slice_labels(sheet, {**pick, "paravertebral": dropped})
+    assert np.array_equal(labels[k], expected)
+    with open(out / "agreement.csv") as handle:
+        [agreement] = list(csv.DictReader(handle))
+    assert 0.8 < float(agreement["mean_pairwise_dsc"]) < 1.0
+    assert float(manifest_row["reader_dsc"]) == pytest.approx(
+        float(agreement["mean_pairwise_dsc"]), abs=1e-4)
+    from C3SarcopeniaLib.models import ModelCard
+    case = prepare_muscle_case(manifest_row, ModelCard.from_preset("muscle", "paper"))
+    assert case.labels[0].max() == 3  # the groups reach training
+
+
+def test_draw_and_check_commands(tmp_path, sheet_folder, capsys):
+    k = load_sheets(sheet_folder)["neck"].view.slice_k
+    good = write_readings(tmp_path / "reader.csv", [f"neck,{k},1 2 3,4,5,medium,"])
+    assert main(["muscle-check", str(good), "--sheets", str(sheet_folder)]) == 0
+    assert main(["muscle-draw", str(good), "--sheets", str(sheet_folder),
+                 "--out", str(tmp_path / "drawn")]) == 0
+    assert (tmp_path / "drawn" / "neck.reader.png").is_file()
+    assert "total" in capsys.readouterr().out
+    bad = write_readings(tmp_path / "bad.csv", [f"neck,{k},1 2 3,3,5,medium,"])
+    assert main(["muscle-check", str(bad), "--sheets", str(sheet_folder)]) == 2
+    assert "in both" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""Muscle groups end to end: the Chargi rule, the guards, side-aware flips, three-class
+models and evaluation against grouped labels."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from C3SarcopeniaLib import guards, imaging
+from C3SarcopeniaLib.errors import InputError
+from C3SarcopeniaLib.measures import ClinicalInfo, measure_slice
+from C3SarcopeniaLib.models import ModelCard, load_ensemble
+from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.pipeline import segment_muscle
+from C3SarcopeniaLib.training import RandLeftRightFlipd
+
+CLINICAL = ClinicalInfo(age_years=60, sex="M", height_cm=175, weight_kg=80)
+
+
+def labelled_slice():
+    hu = np.full((20, 30), 40.0)
+    labels = np.zeros((20, 30), np.uint8)
+    labels[5:15, 10:20] = 1      # 100 px paravertebral
+    labels[5:10, 2:6] = 2        # 20 px SCM right
+    labels[5:11, 24:28] = 3      # 24 px SCM left
+    hu[labels == 2] = 140.0      # the right SCM side is a node-like mass
+    return hu, labels
+
+
+def test_groups_are_measured_and_sum_to_the_total():
+    hu, labels = labelled_slice()
+    m = measure_slice(hu, labels, (1.0, 1.0), CLINICAL)
+    assert (m.paravertebral_csa_cm2, m.scm_right_csa_cm2, m.scm_left_csa_cm2) == (1.0, 0.2, 0.24)
+    assert m.muscle_csa_cm2 == pytest.approx(1.44)
+    ungrouped = measure_slice(hu, (labels > 0).astype(np.uint8), (1.0, 1.0), CLINICAL)
+    assert ungrouped.muscle_csa_cm2 == pytest.approx(1.44)
+    assert ungrouped.paravertebral_csa_cm2 is None
+
+
+def test_chargi_rule_counts_the_other_scm_twice_and_leaves_the_nodal_side_out():
+    hu, labels = labelled_slice()
+    m = measure_slice(hu, labels, (1.0, 1.0), CLINICAL, scm_nodal="right")
+    assert m.muscle_csa_cm2 == pytest.approx(1.0 + 2 * 0.24)
+    assert m.muscle_mean_hu == pytest.approx(40.0)  # the node-like side is not averaged
+    left = measure_slice(hu, labels, (1.0, 1.0), CLINICAL, scm_nodal="left")
+    assert left.muscle_csa_cm2 == pytest.approx(1.0 + 2 * 0.2)
+    assert m.l3_csa_cm2 - left.l3_csa_cm2 == pytest.approx(1.363 * 0.08)
+    with pytest.raises(InputError, match="groups"):
+        measure_slice(hu, (labels > 0).astype(np.uint8), (1.0, 1.0), CLINICAL, scm_nodal="left")
+    with pytest.raises(InputError, match="right' or 'left"):
+        measure_slice(hu, labels, (1.0, 1.0), CLINICAL, scm_nodal="both")
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(21, "guarded", PhantomOptions(in_plane_mm=(1.5, 1.5), slice_mm=(3, 3)))
+
+
+def test_guards_keep_muscle_out_of_the_canal_and_outside_the_body(phantom):
+    hu = sitk.GetArrayFromImage(phantom.ct)[phantom.c3_slice_k].astype(np.float32)
+    spacing = imaging.pixel_spacing_mm(phantom.ct)
+    canal = guards.enclosed_by_bone(hu, spacing)
+    # the phantom's canal: soft tissue (15-35 HU) ringed by the laminae behind the body
+    assert 0.5 < canal.sum() * spacing[0] * spacing[1] / 100 < guards.MAX_CANAL_AREA_CM2
+    rows, cols = np.nonzero(canal)
+    bone_rows = np.nonzero((hu > guards.BONE_HU).any(axis=1))[0]
+    assert bone_rows.min() < rows.mean() < bone_rows.max()
+    shell = hu.copy()
+    shell[2:4, :] = 60.0  # a strip of mask-shell density at the edge of the field of view
+    allowed = guards.allowed_muscle_pixels(shell, spacing)
+    assert not allowed[2:4].any() and not (allowed & canal).any()
+    truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
+    assert (allowed[truth > 0]).mean() > 0.97  # the true muscle is not removed
+
+
+def test_left_right_flip_swaps_the_scm_labels():
+    flip = RandLeftRightFlipd(("image", "label"), prob=1.0,
+                              classes=["paravertebral", "scm_right", "scm_left"])
+    label = torch.tensor([[[2, 0, 1, 3]]], dtype=torch.uint8)
+    out = flip({"image": label.float(), "label": label})
+    assert out["label"].tolist() == [[[2, 1, 0, 3]]]
+    assert out["image"].tolist() == [[[3.0, 1.0, 0.0, 2.0]]]
+    section = RandLeftRightFlipd(("image", "label"), prob=1.0, classes=["c3_section"])
+    binary = torch.tensor([[[1, 0, 0, 1, 1]]], dtype=torch.uint8)
+    assert section({"image": binary.float(), "label": binary})["label"].tolist() == \
+        [[[1, 1, 0, 0, 1]]]
+
+
+def test_three_class_models_segment_groups_within_the_guards(tiny_models, phantom):
+    card = ModelCard.load(tiny_models / "muscle")
+    assert card.classes == ["paravertebral", "scm_right", "scm_left"]
+    models = load_ensemble(tiny_models / "muscle", "cpu")
+    labels = segment_muscle(phantom.ct, phantom.c3_slice_k, models)
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
+    hu = sitk.GetArrayFromImage(phantom.ct)[phantom.c3_slice_k]
+    assert not (labels > 0)[~guards.allowed_muscle_pixels(
+        hu.astype(np.float32), imaging.pixel_spacing_mm(phantom.ct))].any()
