@@ -94,6 +94,9 @@ def prepare_muscle_case(row: dict, card: ModelCard) -> TrainingCase:
     if mask.GetDimension() == 2:
         mask = sitk.JoinSeries(mask)
     imaging.check_same_grid(mask, ct, f"the mask {Path(mask_path).name}")
+    # A reader labels one slice: its unlabelled neighbours are unknown, not muscle-free.
+    labelled = sitk.GetArrayViewFromImage(mask).any(axis=(1, 2))
+    slices = [k for k in slices if labelled[k] or k == slices[0]]
     images, labels = [], []
     for k in slices:
         net_input = muscle_network_input(ct, k, card.spacing_mm)

@@ -9,6 +9,7 @@ about 1 cm² that follow fat planes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def _split_disconnected(labels: np.ndarray) -> np.ndarray:
 
 
 def save_regions(path: Path, view: SliceView, regions: np.ndarray, case: str, ct: str) -> None:
-    """Everything a pick needs to become a mask, without rereading the CT's pixels."""
+    """Everything a pick needs to become a mask, without rereading the CT's pixels. The CT
+    is named relative to the file, so that sheets and CTs can move together."""
+    ct = os.path.relpath(Path(ct).resolve(), path.parent.resolve())
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, regions=regions, hu_fine=view.hu_fine.astype(np.float32),
                         body_fine=view.body_fine, hu_slice=view.hu_slice.astype(np.int16),
@@ -177,7 +180,8 @@ def load_regions(path: Path) -> RegionSheet:
                          tuple(int(v) for v in data["rows"]), tuple(int(v) for v in data["cols"]),
                          int(data["factor"]), int(data["slice_k"]),
                          tuple(float(v) for v in data["pixel_spacing_mm"]))
-        return RegionSheet(str(data["case"]), str(data["ct"]), view, data["regions"])
+        ct = (path.parent / str(data["ct"])).resolve()
+        return RegionSheet(str(data["case"]), str(ct), view, data["regions"])
 
 
 SHEET_SUFFIX = ".regions.npz"
