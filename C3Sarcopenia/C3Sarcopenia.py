@@ -29,6 +29,7 @@ from C3SarcopeniaLib.measures import ClinicalInfo, parse_sex
 
 Progress = Callable[[float, str], None]
 SEX_CHOICES = ["unknown", "female", "male"]  # spellings parse_sex understands
+SCM_NODAL_CHOICES = ["none", "right", "left"]  # the Chargi rule: which SCM is lost in nodes
 DEVICE_CHOICES = ["auto", "cpu", "cuda"]
 TORCH_REQUIREMENT = ">=2.1"
 PIP_REQUIREMENTS = {"monai": "monai>=1.3"}  # import name -> what pip installs
@@ -48,9 +49,10 @@ C1 and C2). The slice at its centre becomes the <i>C3 slice</i>.</li>
 <li><b>C3 slice.</b> The single axial slice where muscle is measured. Step it one slice
 towards the head or feet, or scroll the axial (red) view and click <i>Use slice shown in
 axial view</i>.</li>
-<li><b>Skeletal muscle.</b> A 2D network outlines the paravertebral and sternocleidomastoid
-muscles on the C3 slice, kept between -29 and 150 HU. Correct it in the Segment Editor: the
-results follow every edit.</li>
+<li><b>Skeletal muscle.</b> A 2D network outlines the C3 muscle in three segments
+(paravertebral, SCM right, SCM left) on the C3 slice, kept between -29 and 150 HU. Correct
+them in the Segment Editor: the results follow every edit. <i>SCM lost in nodes</i> counts the
+other SCM twice when nodes hide one (Chargi et al.).</li>
 <li><b>Results.</b> C3 CSA is the muscle pixel count times the pixel area; mean HU is the
 muscle density. L3 CSA = 27.304 + 1.363 C3 CSA - 0.671 age + 0.640 weight + 26.422 sex
 (female 1, male 2) (Swartz et al. 2016). SMI = L3 CSA / height&sup2;. Muscle is
@@ -169,6 +171,7 @@ class C3SarcopeniaParameterNode:
     sex: Annotated[str, Choice(SEX_CHOICES)] = "unknown"
     heightCm: Annotated[float, WithinRange(0, 230)] = 0
     weightKg: Annotated[float, WithinRange(0, 300)] = 0
+    scmNodal: Annotated[str, Choice(SCM_NODAL_CHOICES)] = "none"
     sectionOpacity: Annotated[float, WithinRange(0, 1)] = 0.3
     c3SliceK: Annotated[int, Minimum(-1)] = -1
     segmentation: vtkMRMLSegmentationNode
@@ -321,7 +324,7 @@ class C3SarcopeniaLogic(ScriptedLoadableModuleLogic):
             return
         try:
             mrml.update_results(p.resultsTable, p.segmentation, p.inputVolume, p.c3SliceK,
-                                clinicalInfo(p))
+                                clinicalInfo(p), None if p.scmNodal == "none" else p.scmNodal)
         except InputError as problem:
             mrml.write_unmeasured_results(p.resultsTable, p.segmentation, p.inputVolume,
                                           p.c3SliceK, str(problem))

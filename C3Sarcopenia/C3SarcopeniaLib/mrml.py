@@ -354,12 +354,14 @@ def watch_segment(segmentation_node, names: str | tuple[str, ...],
 
 
 def measure_muscle_segment(segmentation_node, volume_node, c3_slice_k: int,
-                           clinical: ClinicalInfo) -> SarcopeniaMeasures:
-    """The measures of the muscle segment as it is now on slice k: what the table shows
-    after each edit. The pixel area comes from the CT's own spacing."""
+                           clinical: ClinicalInfo,
+                           scm_nodal: str | None = None) -> SarcopeniaMeasures:
+    """The measures of the muscle segments as they are now on slice k: what the table shows
+    after each edit. The pixel area comes from the CT's own spacing; ``scm_nodal`` applies
+    the Chargi rule."""
     hu = voxels(volume_node)[c3_slice_k]
     muscle = muscle_slice_mask(segmentation_node, volume_node, c3_slice_k)
-    return measure_slice(hu, muscle, tuple(volume_node.GetSpacing()[:2]), clinical)
+    return measure_slice(hu, muscle, tuple(volume_node.GetSpacing()[:2]), clinical, scm_nodal)
 
 
 def _slice_row(volume_node, c3_slice_k: int) -> tuple[str, str, str, str]:
@@ -444,11 +446,14 @@ def _warning_rows(segmentation_node) -> list[tuple[str, str, str, str]]:
 
 
 def update_results(table_node, segmentation_node, volume_node, c3_slice_k: int,
-                   clinical: ClinicalInfo) -> SarcopeniaMeasures:
-    """Measure the muscle segment on slice k and rewrite the table, warnings included."""
-    measures = measure_muscle_segment(segmentation_node, volume_node, c3_slice_k, clinical)
+                   clinical: ClinicalInfo, scm_nodal: str | None = None) -> SarcopeniaMeasures:
+    """Measure the muscle segments on slice k and rewrite the table, warnings included."""
+    measures = measure_muscle_segment(segmentation_node, volume_node, c3_slice_k, clinical,
+                                      scm_nodal)
+    chargi = ([(WARNING_MEASURE, "", "", f"{scm_nodal} SCM lost in nodes: C3 CSA counts the "
+                "other SCM twice (Chargi et al.)")] if scm_nodal else [])
     write_results_table(table_node, [_slice_row(volume_node, c3_slice_k)]
-                        + measure_rows(measures) + _warning_rows(segmentation_node))
+                        + measure_rows(measures) + chargi + _warning_rows(segmentation_node))
     return measures
 
 

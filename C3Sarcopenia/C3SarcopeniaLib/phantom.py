@@ -23,6 +23,7 @@ from scipy import ndimage
 from . import imaging
 from .fileio import write_image_atomic, write_text_atomic
 from . import phantom_distractors as distractors
+from .phantom_distractors import ellipse as _ellipse
 from .measures import MUSCLE_HU_RANGE, ClinicalInfo
 
 MANIFEST_COLUMNS = ["case_id", "ct", "section_mask", "muscle_mask", "c3_slice_k", "age", "sex",
@@ -107,12 +108,6 @@ def draw_anatomy(rng: np.random.Generator, clinical: ClinicalInfo) -> Anatomy:
                    lordosis_mm=rng.uniform(-4, 14), tilt=rng.uniform(-0.15, 0.15),
                    lateral_tilt=rng.uniform(-0.04, 0.04), contrast_hu=rng.uniform(120, 320),
                    z_mid=float(np.mean(levels["C4"])))
-
-
-def _ellipse(x, y, cx, cy, ax, ay, angle=0.0):
-    c, s = np.cos(angle), np.sin(angle)
-    u, v = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
-    return (u / ax) ** 2 + (v / ay) ** 2 <= 1.0
 
 
 def _level_at(anatomy: Anatomy, z: float) -> tuple[str | None, str]:

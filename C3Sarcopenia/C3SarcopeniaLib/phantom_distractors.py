@@ -8,9 +8,11 @@ back. Drawn from their own random stream so that the older draws of a seed are u
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
-def _ellipse(x, y, cx, cy, ax, ay, angle=0.0):
+def ellipse(x, y, cx, cy, ax, ay, angle=0.0):
+    """Pixels inside an ellipse centred at (cx, cy), half-axes ax, ay, turned by angle."""
     c, s = np.cos(angle), np.sin(angle)
     u, v = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
     return (u / ax) ** 2 + (v / ay) ** 2 <= 1.0
@@ -43,46 +45,31 @@ def paint_neck(anatomy, z, x, y, sx, sy, s, hu, inner, fat, muscle_hu) -> np.nda
     hyoid_z = anatomy.levels["C3"][0] - 2
     if z < anatomy.c1_z[1] + 20:  # pharyngeal constrictors and mucosa around the airway
         wall = extras["wall_mm"]
-        paint(_ellipse(x, y, sx, airway_y, airway_ax + wall, airway_ay + wall) & inner,
+        paint(ellipse(x, y, sx, airway_y, airway_ax + wall, airway_ay + wall) & inner,
               muscle_hu - 5)
     if hyoid_z < z < anatomy.c1_z[1] - 5:  # tongue base in front of the oropharynx
-        paint(_ellipse(x, y, sx, airway_y - airway_ay - 14 * s, 20 * s, 13 * s) & inner,
+        paint(ellipse(x, y, sx, airway_y - airway_ay - 14 * s, 20 * s, 13 * s) & inner,
               muscle_hu + 5)
     if hyoid_z - 6 < z < anatomy.levels["C2"][0] + 10:  # submandibular glands
         for side in (-1, 1):
-            paint(_ellipse(x, y, sx + side * 33 * s, airway_y - 12 * s, 10 * s, 8 * s) & inner,
+            paint(ellipse(x, y, sx + side * 33 * s, airway_y - 12 * s, 10 * s, 8 * s) & inner,
                   extras["gland_hu"])
     if z < hyoid_z:  # infrahyoid strap muscles in front of the larynx
         for side in (-1, 1):
-            paint(_ellipse(x, y, sx + side * 9 * s, airway_y - airway_ay - 5 * s, 8 * s, 2.5 * s,
+            paint(ellipse(x, y, sx + side * 9 * s, airway_y - airway_ay - 5 * s, 8 * s, 2.5 * s,
                            side * 0.3) & inner, muscle_hu)
     c3_mid = float(np.mean(anatomy.levels["C3"]))
     for node in extras["nodes"]:  # lymph nodes beside and in front of the SCM
         r2 = node["radius"] ** 2 - (z - c3_mid - node["dz"]) ** 2
         if r2 > 4:
             r = np.sqrt(r2)
-            paint(_ellipse(x, y, sx + node["side"] * (32 * s + node["dx"]),
+            paint(ellipse(x, y, sx + node["side"] * (32 * s + node["dx"]),
                            sy + node["dy"] * s - 18 * s, r, r) & inner, node["hu"])
-    # platysma: a thin sheet in the subcutaneous fat at the front and sides
-    platysma = fat & ~inner & ~_erode_like(fat, x, y, 1.5) & (y < sy - 5)
-    paint(platysma & _band_inside(fat, inner), muscle_hu)
+    # platysma: a thin sheet in the subcutaneous fat, just under the skin, front and sides
+    pixel_mm = float(abs(x[0, 1] - x[0, 0])) or 1.0
+    under_skin = fat & ~ndimage.binary_erosion(fat, iterations=max(1, round(1.5 / pixel_mm)))
+    paint(under_skin & ~ndimage.binary_dilation(inner) & (y < sy - 5), muscle_hu)
     return covered
-
-
-def _erode_like(mask, x, y, mm):
-    """The mask shrunk by about ``mm`` (on the pixel grid of x, y)."""
-    from scipy import ndimage
-
-    pixel = float(abs(x[0, 1] - x[0, 0])) or 1.0
-    return ndimage.binary_erosion(mask, iterations=max(1, int(round(mm / pixel))))
-
-
-def _band_inside(fat, inner):
-    """The middle of the subcutaneous fat layer (not touching skin or the deep tissue)."""
-    from scipy import ndimage
-
-    deep = ndimage.binary_dilation(inner, iterations=1)
-    return fat & ~inner & ~deep
 
 
 def paint_outside(anatomy, x, y, cx, cy, ax, ay, hu, body) -> np.ndarray:
@@ -92,8 +79,8 @@ def paint_outside(anatomy, x, y, cx, cy, ax, ay, hu, body) -> np.ndarray:
     outside = np.zeros(x.shape, bool)
     if extras["mask_shell"]:
         gap = extras["shell_gap_mm"]
-        shell = (_ellipse(x, y, cx, cy, ax + gap + 2, ay + gap + 2)
-                 & ~_ellipse(x, y, cx, cy, ax + gap, ay + gap) & (y < cy + 0.2 * ay))
+        shell = (ellipse(x, y, cx, cy, ax + gap + 2, ay + gap + 2)
+                 & ~ellipse(x, y, cx, cy, ax + gap, ay + gap) & (y < cy + 0.2 * ay))
         outside |= shell & ~body
         hu[shell & ~body] = extras["shell_hu"]
     if extras["couch"]:

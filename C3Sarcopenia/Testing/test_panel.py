@@ -130,8 +130,8 @@ def cmake_list(variable: str) -> list[str]:
 
 def test_cmake_lists_every_lib_file():
     listed = set(cmake_list("MODULE_PYTHON_SCRIPTS"))
-    on_disk = {f"C3SarcopeniaLib/{path.name}"
-               for path in (MODULE_DIR / "C3SarcopeniaLib").glob("*.py")}
+    on_disk = {path.relative_to(MODULE_DIR).as_posix()
+               for path in (MODULE_DIR / "C3SarcopeniaLib").rglob("*.py")}
     assert on_disk <= listed, f"add to C3Sarcopenia/CMakeLists.txt: {sorted(on_disk - listed)}"
     missing = {item for item in listed if not (MODULE_DIR / item).is_file()}
     assert not missing, f"listed in CMakeLists.txt but missing: {sorted(missing)}"
