@@ -53,7 +53,7 @@ def test_chargi_rule_counts_the_other_scm_twice_and_leaves_the_nodal_side_out():
 
 @pytest.fixture(scope="module")
 def phantom():
-    return make_phantom(21, "guarded", PhantomOptions(in_plane_mm=(1.5, 1.5), slice_mm=(3, 3)))
+    return make_phantom(5, "guarded", PhantomOptions(in_plane_mm=(1.5, 1.5), slice_mm=(3, 3)))
 
 
 def test_guards_keep_muscle_out_of_the_canal_and_outside_the_body(phantom):
@@ -95,3 +95,55 @@ def test_three_class_models_segment_groups_within_the_guards(tiny_models, phanto
     hu = sitk.GetArrayFromImage(phantom.ct)[phantom.c3_slice_k]
     assert not (labels > 0)[~guards.allowed_muscle_pixels(
         hu.astype(np.float32), imaging.pixel_spacing_mm(phantom.ct))].any()
+
+
+def test_measure_command_reports_groups_and_applies_the_scm_rule(tmp_path, phantom):
+    import json
+
+    from C3SarcopeniaLib.cli import main
+
+    ct_path, mask_path = tmp_path / "ct.nii.gz", tmp_path / "muscle.nii.gz"
+    sitk.WriteImage(phantom.ct, str(ct_path))
+    labels = sitk.GetArrayFromImage(phantom.muscle_mask)
+    labels[np.arange(len(labels)) != phantom.c3_slice_k] = 0
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(phantom.ct)
+    sitk.WriteImage(mask, str(mask_path))
+    common = ["measure", "--ct", str(ct_path), "--mask", str(mask_path), "--age", "60",
+              "--sex", "M", "--height-cm", "175", "--weight-kg", "80"]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "result.json").read_text())
+    groups = [plain[f"{g}_csa_cm2"] for g in ("paravertebral", "scm_right", "scm_left")]
+    assert all(value > 0 for value in groups)
+    assert plain["muscle_csa_cm2"] == pytest.approx(sum(groups))
+    assert main(common + ["--scm-nodal", "left", "--out", str(tmp_path / "nodal")]) == 0
+    nodal = json.loads((tmp_path / "nodal" / "result.json").read_text())
+    assert nodal["muscle_csa_cm2"] == pytest.approx(groups[0] + 2 * groups[1])
+    assert any("Chargi" in warning for warning in nodal["warnings"])
+
+
+def test_evaluate_gives_group_dsc_bland_altman_and_the_readers_ceiling(tmp_path, tiny_models):
+    import csv
+    import json
+
+    from C3SarcopeniaLib.cli import main
+
+    rows = []
+    for seed, reader_dsc in ((31, 0.9), (32, 0.96)):
+        p = make_phantom(seed, f"case{seed}", PhantomOptions(in_plane_mm=(2, 2), slice_mm=(3, 3)))
+        sitk.WriteImage(p.ct, str(tmp_path / f"case{seed}_ct.nii.gz"))
+        sitk.WriteImage(p.muscle_mask, str(tmp_path / f"case{seed}_muscle.nii.gz"))
+        rows.append({"case_id": f"case{seed}", "ct": f"case{seed}_ct.nii.gz",
+                     "muscle_mask": f"case{seed}_muscle.nii.gz", "c3_slice_k": p.c3_slice_k,
+                     "reader_dsc": reader_dsc, "reader_csa_diff_percent": 5.0})
+    with open(tmp_path / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["evaluate", "--manifest", str(tmp_path / "manifest.csv"), "--models",
+                 str(tiny_models), "--out", str(tmp_path / "evaluation")]) == 0
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["inter_reader_dsc_mean"] == pytest.approx(0.93)
+    limits = metrics["csa_bland_altman_cm2_gt"]
+    assert limits["loa_low"] <= limits["bias"] <= limits["loa_high"]
+    assert metrics["muscle_dsc_mean"] is not None
