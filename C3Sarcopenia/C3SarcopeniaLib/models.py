@@ -31,6 +31,11 @@ PRESETS: dict[tuple[str, str], dict] = {
     ("muscle", "paper"): dict(spacing_mm=1.0, patch_size=[96, 96],
                               channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2],
                               num_res_units=2),
+    # The paper's network on a 2 mm grid: a patch spans 192 mm, the whole neck, so that the
+    # tongue, glands and nodes are seen beside the spine and the SCMs.
+    ("muscle", "fast"): dict(spacing_mm=2.0, patch_size=[96, 96],
+                             channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2],
+                             num_res_units=2),
 }
 
 

@@ -68,7 +68,7 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
         ax_sag.set_ylabel("patient z (mm)")
     else:
         ax_sag.axis("off")
-    _axial_panel(ax_ax, ct, hu[k], muscle_slice_mask)
+    axial_neck_panel(ax_ax, ct, hu[k], muscle_slice_mask)
     ax_ax.set_title("C3 axial slice (patient's right on the left), muscle by group")
     ax_ax.axis("off")
     ax_ax.text(0.02, 0.02, _figures_text(result), transform=ax_ax.transAxes, color="white",
@@ -80,12 +80,14 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
     return figure
 
 
-def _axial_panel(axis, ct: sitk.Image, hu_slice: np.ndarray, labels: np.ndarray) -> None:
-    """The C3 slice cropped to the neck (a 50 cm field of view shows a small neck), with
+def axial_neck_panel(axis, ct: sitk.Image, hu_slice: np.ndarray,
+                     labels: np.ndarray | None = None) -> None:
+    """An axial slice cropped to the neck (a 50 cm field of view shows a small neck), with
     each muscle group outlined in its colour, oriented as radiologists read it."""
     sx, sy = imaging.pixel_spacing_mm(ct)
     hu = imaging.radiological_view(ct, np.asarray(hu_slice))
-    labels = imaging.radiological_view(ct, np.asarray(labels))
+    labels = (np.zeros(hu.shape, np.uint8) if labels is None
+              else imaging.radiological_view(ct, np.asarray(labels)))
     body = imaging.body_mask(hu[None])[0]
     crop = imaging.bounding_box(body) if body.any() else (slice(None), slice(None))
     margin = (int(CROP_MARGIN_MM / sy), int(CROP_MARGIN_MM / sx))

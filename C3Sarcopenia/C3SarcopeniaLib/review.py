@@ -22,6 +22,7 @@ from scipy import ndimage  # noqa: E402
 
 from . import imaging  # noqa: E402
 from .fileio import write_figure_atomic, write_text_atomic  # noqa: E402
+from .overlay import axial_neck_panel  # noqa: E402
 
 BONE_HU = 200.0
 SOFT_WINDOW_HU = (-250, 250)
@@ -183,13 +184,8 @@ def _axial_panel(ax, ct: sitk.Image, marks: LevelMarks) -> None:
     if k is None:
         ax.axis("off")
         return
-    axial = sitk.GetArrayViewFromImage(ct)[k]
-    direction = ct.GetDirection()
-    axial = axial[::-1 if direction[4] < 0 else 1, ::-1 if direction[0] < 0 else 1]  # LP
-    sx, sy = imaging.pixel_spacing_mm(ct)
-    ax.imshow(axial, cmap="gray", vmin=SOFT_WINDOW_HU[0], vmax=SOFT_WINDOW_HU[1],
-              extent=[0, axial.shape[1] * sx, axial.shape[0] * sy, 0])
-    ax.set_title(f"axial slice k={k}", fontsize=9)
+    axial_neck_panel(ax, ct, sitk.GetArrayViewFromImage(ct)[k])
+    ax.set_title(f"axial slice k={k} (patient's right on the left)", fontsize=9)
     ax.axis("off")
 
 
