@@ -80,7 +80,8 @@ def test_axial_panel_shows_the_predicted_slice_else_the_annotated_middle(phantom
         return titles
 
     # the annotated middle as levels.C3Level.middle_k gives it, not the rounded mean (12)
+    side = " (patient's right on the left)"
     assert axial_title(review.LevelMarks(body_ks=(10, 15), body_middle_k=13)) == [
-        "axial slice k=13"]
-    assert axial_title(review.LevelMarks(9, (4, 14), (10, 15), 13)) == ["axial slice k=9"]
+        "axial slice k=13" + side]
+    assert axial_title(review.LevelMarks(9, (4, 14), (10, 15), 13)) == ["axial slice k=9" + side]
     assert axial_title(review.LevelMarks()) == []
