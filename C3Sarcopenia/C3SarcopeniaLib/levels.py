@@ -272,7 +272,9 @@ def ingest_levels(levels: list[C3Level], ct_for_case: Callable[[C3Level], Path],
                   progress: Callable[[int, int, str], None] | None = None) -> Path:
     """Check every level, then write per case ``<case>_section.nii.gz`` (the 33 mm C3 section
     inside the body, centred on the body's middle slice, uint8 on the CT grid) and
-    ``manifest.csv`` for ``train --stage section`` and ``evaluate``."""
+    ``manifest.csv`` for ``train`` and ``evaluate``. A ``<case>_muscle.nii.gz`` beside the CT
+    (what Slicer's "Save as ground truth" writes) enters as the case's muscle mask, so the
+    same manifest trains stage 2 too."""
     if not levels:
         raise InputError("no cases left to ingest: every case was excluded.")
     problems = check_levels(levels, ct_for_case)
@@ -288,7 +290,9 @@ def ingest_levels(levels: list[C3Level], ct_for_case: Callable[[C3Level], Path],
         section = imaging.c3_section_mask(ct, level.middle_k)
         label = f"{level.case}_section.nii.gz"
         write_image_atomic(imaging.mask_image(section, ct), out_dir / label)
+        muscle = ct_path.parent / f"{level.case}_muscle.nii.gz"
         rows.append({"case_id": level.case, "ct": str(ct_path), "section_mask": label,
+                     "muscle_mask": str(muscle) if muscle.is_file() else "",
                      "c3_slice_k": str(level.middle_k),
                      "c3_top_k": "" if level.top_k is None else str(level.top_k),
                      "c3_bottom_k": "" if level.bottom_k is None else str(level.bottom_k),

@@ -4,6 +4,7 @@ Slicer application: geometry, segments, the results table, files and DICOM prefi
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,6 +310,13 @@ def test_save_as_ground_truth_writes_the_level_row_ct_and_muscle(scene, ct_node,
     manifest = ingest_levels(levels, CtLocator(), tmp_path / "labels")
     assert manifest.is_file() and (tmp_path / "labels" / f"{ct_node.GetName()}_section.nii.gz"
                                    ).is_file()
+    # the saved muscle enters the manifest, so stage 2 trains on it as on consensus labels
+    from C3SarcopeniaLib.models import ModelCard
+    from C3SarcopeniaLib.training import prepare_muscle_case, read_manifest
+    [row] = read_manifest(manifest)
+    assert Path(row["muscle_mask"]) == muscle_path.resolve()
+    case = prepare_muscle_case(row, ModelCard.from_preset("muscle", "fast"))
+    assert len(case.labels) == 1 and case.labels[0].any()  # the labelled slice only
 
 
 def test_save_as_ground_truth_refuses_what_is_not_ready(scene, ct_node, tmp_path):
