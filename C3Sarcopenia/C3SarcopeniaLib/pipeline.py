@@ -267,9 +267,11 @@ def _section_warnings(extent_mm: float, fold_zs: list[float], n_folds: int,
 
 def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
                    progress: Progress | None = None) -> np.ndarray:
-    """Stage 2: skeletal muscle on slice k, as a (j, i) uint8 mask on the CT's own pixels.
+    """Stage 2: skeletal muscle on slice k as (j, i) uint8 labels on the CT's own pixels
+    (1 paravertebral, 2 SCM right, 3 SCM left; 1 alone for a model without groups).
 
-    The prediction is kept within the muscle HU range (-29 to 150), like manual contours.
+    A pixel is muscle when most folds say so, and takes the group most folds chose; the
+    guards then keep it within -29..150 HU, inside the body and out of the spinal canal.
     """
     if not 0 <= c3_slice_k < ct.GetSize()[2]:
         raise InputError(f"slice {c3_slice_k} is outside this CT, which has slices 0 to "

@@ -127,7 +127,8 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
         self.label_key = label_key
         self.swap = np.arange(len(classes) + 1)
         for label, name in enumerate(classes, start=1):
-            other = name.replace("right", "left") if "right" in name else name.replace("left", "right")
+            other = (name.replace("right", "left") if "right" in name
+                     else name.replace("left", "right"))
             if other != name and other in classes:
                 self.swap[label] = classes.index(other) + 1
 
