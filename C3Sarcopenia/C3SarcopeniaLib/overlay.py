@@ -46,11 +46,12 @@ def sagittal_view(hu: np.ndarray, ct: sitk.Image, column_i: int) -> tuple[np.nda
 
 def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
                    section_mask: np.ndarray | None = None):
-    """A matplotlib figure: sagittal with the C3 level (and section), axial with muscle."""
+    """A matplotlib figure: sagittal with the C3 level (and section), axial with muscle,
+    and the figures beside them (not over the anatomy)."""
     hu = sitk.GetArrayViewFromImage(ct)
     k = result["c3_slice_k"]
-    figure, (ax_sag, ax_ax) = plt.subplots(1, 2, figsize=(11, 5.5),
-                                           gridspec_kw={"width_ratios": [1, 1.3]})
+    figure, (ax_sag, ax_ax, ax_text) = plt.subplots(
+        1, 3, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1, 1.3, 0.75]})
     sx, sy = imaging.pixel_spacing_mm(ct)
     if hu.shape[0] > 1:
         columns = np.nonzero(muscle_slice_mask)[1]
@@ -71,9 +72,9 @@ def overlay_figure(ct: sitk.Image, muscle_slice_mask: np.ndarray, result: dict,
     axial_neck_panel(ax_ax, ct, hu[k], muscle_slice_mask)
     ax_ax.set_title("C3 axial slice (patient's right on the left), muscle by group")
     ax_ax.axis("off")
-    ax_ax.text(0.02, 0.02, _figures_text(result), transform=ax_ax.transAxes, color="white",
-               fontsize=9, va="bottom", family="monospace",
-               bbox={"facecolor": "black", "alpha": 0.6, "pad": 4})
+    ax_text.axis("off")
+    ax_text.text(0.0, 0.5, _figures_text(result), transform=ax_text.transAxes, fontsize=9.5,
+                 va="center", family="monospace")
     for row, warning in enumerate(result.get("warnings", [])[:3]):
         figure.text(0.01, 0.01 + 0.03 * row, f"⚠ {warning}", fontsize=7, color="darkred")
     figure.tight_layout(rect=(0, 0.08 if result.get("warnings") else 0, 1, 1))
