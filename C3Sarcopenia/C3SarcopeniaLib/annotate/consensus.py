@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import os
 from collections import Counter, defaultdict
@@ -46,12 +48,14 @@ class CaseAgreement:
 
     case: str
     readers: list[str]
-    mean_pairwise_dsc: float
+    mean_pairwise_dsc: float | None  # None with a single reader
     reader_csa_cm2: list[float]
     consensus_csa_cm2: dict[str, float]
 
     @property
-    def csa_spread_percent(self) -> float:
+    def csa_spread_percent(self) -> float | None:
+        if len(self.reader_csa_cm2) < 2:
+            return None
         low, high = min(self.reader_csa_cm2), max(self.reader_csa_cm2)
         return 100.0 * (high - low) / max(np.mean(self.reader_csa_cm2), 1e-6)
 
@@ -63,7 +67,8 @@ def agreement(case: str, readings: list[Reading], sheet: RegionSheet,
     spacing = sheet.view.pixel_spacing_mm
     dscs = [dice(a, b) for a, b in itertools.combinations(masks, 2)]
     csas = [muscle_csa_cm2(mask, spacing) for mask in masks]
-    return CaseAgreement(case, [r.reader for r in readings], float(np.mean(dscs)), csas,
+    return CaseAgreement(case, [r.reader for r in readings],
+                         float(np.mean(dscs)) if dscs else None, csas,
                          group_and_total_csa_cm2(consensus_labels, spacing))
 
 
@@ -102,38 +107,44 @@ def write_consensus(readings: list[Reading], sheets: dict[str, RegionSheet], out
         rows.append({"case_id": case, "ct": os.path.relpath(sheet.ct, out.resolve()),
                      "muscle_mask": mask_name,
                      "c3_slice_k": sheet.view.slice_k,
-                     "reader_dsc": f"{agreements[-1].mean_pairwise_dsc:.4f}",
-                     "reader_csa_diff_percent": f"{agreements[-1].csa_spread_percent:.2f}"})
+                     "reader_dsc": _fmt(agreements[-1].mean_pairwise_dsc, 4),
+                     "reader_csa_diff_percent": _fmt(agreements[-1].csa_spread_percent, 2)})
     if not rows:
         raise InputError(f"no case has {min_readers} readable readings: nothing to write.")
-    _write_manifest(rows, out / "manifest.csv")
-    _write_agreement(agreements, out / "agreement.csv")
-    dscs = [a.mean_pairwise_dsc for a in agreements]
-    return (f"{len(rows)} consensus masks in {out}; readers' DSC mean {np.mean(dscs):.3f}, "
-            f"median {np.median(dscs):.3f}, lowest {min(dscs):.3f}"
-            + (f"; left out (too few readable readings): {', '.join(left_out)}" if left_out else ""))
+    _write_csv(out / "manifest.csv", CONSENSUS_MANIFEST_COLUMNS, rows)
+    _write_csv(out / "agreement.csv", AGREEMENT_COLUMNS, [_agreement_row(a) for a in agreements])
+    dscs = [a.mean_pairwise_dsc for a in agreements if a.mean_pairwise_dsc is not None]
+    summary = f"{len(rows)} consensus masks in {out}"
+    if dscs:
+        summary += (f"; readers' DSC mean {np.mean(dscs):.3f}, median {np.median(dscs):.3f}, "
+                    f"lowest {min(dscs):.3f}")
+    if left_out:
+        summary += f"; left out (too few readable readings or no muscle): {', '.join(left_out)}"
+    return summary
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 # The readers' agreement rides along, so that 'evaluate' can quote the ceiling beside the model.
 CONSENSUS_MANIFEST_COLUMNS = (*MANIFEST_COLUMNS, "reader_dsc", "reader_csa_diff_percent")
 
 
-def _write_manifest(rows: list[dict], path: Path) -> None:
-    lines = [",".join(CONSENSUS_MANIFEST_COLUMNS)]
-    lines += [",".join(str(row.get(column, "")) for column in CONSENSUS_MANIFEST_COLUMNS)
-              for row in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 AGREEMENT_COLUMNS = ("case", "readers", "mean_pairwise_dsc", "reader_csa_cm2",
                      "csa_spread_percent", *(f"consensus_{g}_cm2" for g in (*GROUPS, "total")))
 
 
-def _write_agreement(agreements: list[CaseAgreement], path: Path) -> None:
-    lines = [",".join(AGREEMENT_COLUMNS)]
-    for a in agreements:
-        lines.append(",".join([a.case, " ".join(a.readers), f"{a.mean_pairwise_dsc:.4f}",
-                               " ".join(f"{c:.2f}" for c in a.reader_csa_cm2),
-                               f"{a.csa_spread_percent:.1f}",
-                               *(f"{a.consensus_csa_cm2[g]:.2f}" for g in (*GROUPS, "total"))]))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+def _agreement_row(a: CaseAgreement) -> dict:
+    return dict(zip(AGREEMENT_COLUMNS, [
+        a.case, " ".join(a.readers), _fmt(a.mean_pairwise_dsc, 4),
+        " ".join(f"{c:.2f}" for c in a.reader_csa_cm2), _fmt(a.csa_spread_percent, 1),
+        *(f"{a.consensus_csa_cm2[g]:.2f}" for g in (*GROUPS, "total"))]))
