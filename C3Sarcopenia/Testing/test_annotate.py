@@ -179,3 +179,24 @@ def test_draw_and_check_commands(tmp_path, sheet_folder, capsys):
     bad = write_readings(tmp_path / "bad.csv", [f"neck,{k},1 2 3,3,5,medium,"])
     assert main(["muscle-check", str(bad), "--sheets", str(sheet_folder)]) == 2
     assert "in both" in capsys.readouterr().err
+
+
+def test_sheets_from_a_manifest_and_consensus_of_listed_cases_only(tmp_path, sheet_folder):
+    """A manifest names the CTs; --cases-from keeps a split apart (none here: nothing)."""
+    ct = sheet_folder.parent / "neck_ct.nii.gz"
+    (tmp_path / "manifest.csv").write_text(f"case_id,ct\nneck,{ct}\n")
+    assert main(["muscle-sheets", str(tmp_path / "manifest.csv"), "--levels",
+                 str(sheet_folder.parent / "levels.csv"), "--out", str(tmp_path / "s")]) == 0
+    again = load_sheets(tmp_path / "s")["neck"]
+    assert np.array_equal(again.regions, load_sheets(sheet_folder)["neck"].regions)
+    k = again.view.slice_k
+    readings = [write_readings(tmp_path / f"{name}.csv", [f"neck,{k},1 2 3,,,medium,"])
+                for name in ("a", "b")]
+    (tmp_path / "other_split.csv").write_text("case\nsomeone_else\n")
+    assert main(["muscle-consensus", *map(str, readings), "--sheets", str(tmp_path / "s"),
+                 "--cases-from", str(tmp_path / "other_split.csv"),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert main(["muscle-consensus", *map(str, readings), "--sheets", str(tmp_path / "s"),
+                 "--out", str(tmp_path / "c")]) == 0
+    [row] = read_manifest(tmp_path / "c" / "manifest.csv")
+    assert Path(row["ct"]) == ct.resolve() and float(row["reader_dsc"]) == 1.0
