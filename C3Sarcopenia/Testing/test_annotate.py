@@ -41,9 +41,7 @@ def true_pick(sheet, truth_slice: np.ndarray) -> dict[str, list[int]]:
     """The regions most of whose CT pixels carry each group in the phantom's label: a
     perfect reader."""
     pick = {group: [] for group in rd.GROUPS}
-    fine_truth = np.kron(sheet.view.to_ct_slice(np.zeros_like(sheet.regions)) * 0
-                         + truth_slice, 1)  # stored slice
-    shown = fine_truth[::-1 if sheet.view.flip_rows else 1, ::-1 if sheet.view.flip_cols else 1]
+    shown = truth_slice[::-1 if sheet.view.flip_rows else 1, ::-1 if sheet.view.flip_cols else 1]
     crop = shown[sheet.view.rows[0]:sheet.view.rows[1], sheet.view.cols[0]:sheet.view.cols[1]]
     fine = np.kron(crop, np.ones((sheet.view.factor,) * 2, np.uint8))
     for number in range(1, sheet.n_regions + 1):
