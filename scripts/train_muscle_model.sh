@@ -7,6 +7,7 @@
 #   STEP=train   the four candidates below, each judged on the validation cases
 #   STEP=test    copy the chosen candidate to models/muscle; evaluate it on the test cases
 #                and on the 20 held-out phantoms, recording both in the model cards
+#   STEP=more    the 63 cases read after that: a second held-out set, recorded in the cards
 # Candidates (5 folds each, in parallel processes, one thread each):
 #   muscle_step1  paper preset (1 mm), 2400 iterations, seed 0          validation DSC 0.785
 #   muscle_step2  step1 fine-tuned 2400 more iterations, seed 1         validation DSC 0.825
@@ -82,4 +83,10 @@ PY
     $C evaluate --manifest runs/test_phantoms/manifest.csv --models models \
         --out runs/evaluation_test_phantoms --record-in-cards held_out_test_phantoms \
         --data "20 held-out synthetic phantoms (c3sarcopenia phantom --n 20 --seed 2000), not patients"
+fi
+if [[ $STEP == all || $STEP == more ]]; then  # read after the model was frozen: a second held-out set
+    consensus train_more
+    $C evaluate --manifest runs/muscle_real_train_more/manifest.csv --models models \
+        --out runs/evaluation_muscle_real_more --record-in-cards real_muscle_second_set_openkbp \
+        --data "63 more real OpenKBP C3 slices (data/openkbp_c3_muscle/cases_train_more.csv), read by two blind AI readers after the shipped stage 2 was frozen; never used in training or choice"
 fi
