@@ -8,30 +8,21 @@ from typing import Callable, Iterable
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .. import imaging
 from ..errors import InputError
-from .regions import SHEET_SUFFIX, numbered_regions, save_regions, slice_view
-from .regions import RegionSheet
+from .regions import (SHEET_SUFFIX, RegionSheet, SliceView, numbered_regions, save_regions,
+                      slice_view)
 from .sheets import write_index, write_sheet
 
 NEIGHBOUR_OFFSETS = (-2, 2)
 
 
-def neighbour_slices(ct: sitk.Image, sheet: RegionSheet) -> dict[int, np.ndarray]:
+def neighbour_slices(ct: sitk.Image, view: SliceView) -> dict[int, np.ndarray]:
     """Two nearby slices cropped and upsampled like the sheet's own slice."""
-    view = sheet.view
-    out = {}
-    for offset in NEIGHBOUR_OFFSETS:
-        k = min(max(view.slice_k + offset, 0), ct.GetSize()[2] - 1)
-        if k == view.slice_k:
-            continue
-        hu = sitk.GetArrayViewFromImage(ct)[k].astype(np.float32)
-        hu = hu[::-1 if view.flip_rows else 1, ::-1 if view.flip_cols else 1]
-        crop = hu[view.rows[0]:view.rows[1], view.cols[0]:view.cols[1]]
-        out[k] = ndimage.zoom(crop, view.factor, order=1, mode="nearest")
-    return out
+    last = ct.GetSize()[2] - 1
+    ks = {min(max(view.slice_k + offset, 0), last) for offset in NEIGHBOUR_OFFSETS}
+    return {k: view.fine(sitk.GetArrayViewFromImage(ct)[k]) for k in sorted(ks - {view.slice_k})}
 
 
 def write_sheets(cases: list[tuple[str, Path, int]], out: Path,
@@ -47,8 +38,8 @@ def write_sheets(cases: list[tuple[str, Path, int]], out: Path,
             print(f"{case}: no sheet: {error}", file=sys.stderr)
             continue
         sheet = RegionSheet(case, str(Path(ct_path).resolve()), view, numbered_regions(view))
-        save_regions(out / f"{case}{SHEET_SUFFIX}", view, sheet.regions, case, sheet.ct)
-        write_sheet(sheet, neighbour_slices(ct, sheet), out / f"{case}.png")
+        save_regions(out / f"{case}{SHEET_SUFFIX}", sheet)
+        write_sheet(sheet, neighbour_slices(ct, view), out / f"{case}.png")
         index.append((case, f"{case}.png", f"slice k={slice_k}, {sheet.n_regions} regions"))
     write_index(index, out / "index.html")
     return len(index)

@@ -9,6 +9,7 @@ about 1 cm² that follow fat planes.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,6 @@ class SliceView:
     ``rows`` / ``cols`` are the crop on the flipped CT slice; ``factor`` the upsampling.
     """
 
-    hu_fine: np.ndarray
     body_fine: np.ndarray
     hu_slice: np.ndarray                  # the CT's stored slice, unflipped, for the CSA
     flip_rows: bool
@@ -47,6 +47,16 @@ class SliceView:
     factor: int
     slice_k: int
     pixel_spacing_mm: tuple[float, float]  # columns (x), rows (y) of the CT
+
+    def fine(self, stored_slice: np.ndarray) -> np.ndarray:
+        """A stored slice of the same CT as the sheet shows it: flipped, cropped, upsampled."""
+        shown = stored_slice[::-1 if self.flip_rows else 1, ::-1 if self.flip_cols else 1]
+        crop = shown[self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]]
+        return ndimage.zoom(crop.astype(np.float32), self.factor, order=1, mode="nearest")
+
+    @functools.cached_property
+    def hu_fine(self) -> np.ndarray:
+        return self.fine(self.hu_slice)
 
     @property
     def slice_shape(self) -> tuple[int, int]:
@@ -90,10 +100,8 @@ def slice_view(ct: sitk.Image, slice_k: int) -> SliceView:
     spacing = imaging.pixel_spacing_mm(ct)
     rows, cols = _crop(body, spacing)
     factor = max(1, int(round(min(spacing) / FINE_PIXEL_MM)))
-    crop = (slice(*rows), slice(*cols))
-    hu_fine = ndimage.zoom(hu[crop], factor, order=1, mode="nearest")
-    body_fine = np.kron(body[crop], np.ones((factor, factor), bool))
-    return SliceView(hu_fine, body_fine, hu_slice, bool(flip_rows), bool(flip_cols), rows, cols, factor,
+    body_fine = np.kron(body[slice(*rows), slice(*cols)], np.ones((factor, factor), bool))
+    return SliceView(body_fine, hu_slice, bool(flip_rows), bool(flip_cols), rows, cols, factor,
                      slice_k, spacing)
 
 
@@ -144,17 +152,18 @@ def _split_disconnected(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def save_regions(path: Path, view: SliceView, regions: np.ndarray, case: str, ct: str) -> None:
+def save_regions(path: Path, sheet: "RegionSheet") -> None:
     """Everything a pick needs to become a mask, without rereading the CT's pixels. The CT
     is named relative to the file, so that sheets and CTs can move together."""
-    ct = os.path.relpath(Path(ct).resolve(), path.parent.resolve())
+    view = sheet.view
+    ct = os.path.relpath(Path(sheet.ct).resolve(), path.parent.resolve())
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, regions=regions, hu_fine=view.hu_fine.astype(np.float32),
+    np.savez_compressed(tmp, regions=sheet.regions, case=sheet.case, ct=ct,
                         body_fine=view.body_fine, hu_slice=view.hu_slice.astype(np.int16),
                         flips=[view.flip_rows, view.flip_cols],
                         rows=view.rows, cols=view.cols, factor=view.factor,
                         slice_k=view.slice_k,
-                        pixel_spacing_mm=view.pixel_spacing_mm, case=case, ct=ct)
+                        pixel_spacing_mm=view.pixel_spacing_mm)
     tmp.replace(path)
 
 
@@ -174,8 +183,7 @@ class RegionSheet:
 
 def load_regions(path: Path) -> RegionSheet:
     with np.load(path) as data:
-        view = SliceView(data["hu_fine"].astype(np.float32), data["body_fine"],
-                         data["hu_slice"].astype(np.float32),
+        view = SliceView(data["body_fine"], data["hu_slice"].astype(np.float32),
                          bool(data["flips"][0]), bool(data["flips"][1]),
                          tuple(int(v) for v in data["rows"]), tuple(int(v) for v in data["cols"]),
                          int(data["factor"]), int(data["slice_k"]),
