@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from . import imaging
 from .errors import InputError
-from .fileio import write_image_atomic, write_text_atomic
+from .fileio import read_csv_rows, write_image_atomic, write_text_atomic
 from .phantom import MANIFEST_COLUMNS
 
 REQUIRED_COLUMNS = ("case", "c3_top_z_index", "c3_bottom_z_index", "c3_mid_z_index",
@@ -79,20 +79,12 @@ def read_levels(path: str | Path) -> list[C3Level]:
     """The rows of a levels CSV. Unreadable rows (no case, an index that is no number, only one
     of top and bottom, no slice at all) are refused together, each with its line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: give the C3 levels CSV.")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path.name} lacks the column(s) {', '.join(missing)}: a C3 levels "
-                             f"CSV starts with the line {','.join(REQUIRED_COLUMNS)}.")
-        levels, errors = [], []
-        for row in reader:
-            try:
-                levels.append(_parse_row(row, reader.line_num, path))
-            except InputError as error:
-                errors.append(str(error))
+    levels, errors = [], []
+    for line, row in read_csv_rows(path, REQUIRED_COLUMNS, "a C3 levels CSV"):
+        try:
+            levels.append(_parse_row(row, line, path))
+        except InputError as error:
+            errors.append(str(error))
     if errors:
         raise InputError(f"{path.name} has {len(errors)} unreadable row(s): " + "; ".join(errors))
     if not levels:

@@ -7,13 +7,13 @@ or ``unreadable`` for a slice with no valid C3 muscle (SCMs cut off by the field
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import read_csv_rows
 from ..measures import MUSCLE_GROUPS as GROUPS
 from ..measures import MUSCLE_HU_RANGE, group_csa_cm2, muscle_csa_cm2
 from .regions import RegionSheet
@@ -50,26 +50,18 @@ def _numbers(text: str, where: str) -> list[int]:
 def read_readings(path: str | Path) -> list[Reading]:
     """A reader's CSV; the reader's name is the file's stem."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: give a readings CSV.")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in READING_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path} lacks the column(s) {', '.join(missing)}: a readings CSV "
-                             f"has {', '.join(READING_COLUMNS)}.")
-        readings = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{path.name} line {line}"
-            try:
-                slice_k = int(row["slice_k"])
-            except ValueError:
-                raise InputError(f"{where}: slice_k {row['slice_k']!r} is not a slice "
-                                 "index.") from None
-            regions = {group: _numbers(row[group] or "", f"{where} {group}") for group in GROUPS}
-            readings.append(Reading(row["case"].strip(), slice_k, regions,
-                                    (row["confidence"] or "").strip().lower(),
-                                    row["notes"] or "", path.stem))
+    readings = []
+    for line, row in read_csv_rows(path, READING_COLUMNS, "a readings CSV"):
+        where = f"{path.name} line {line}"
+        try:
+            slice_k = int(row["slice_k"])
+        except ValueError:
+            raise InputError(f"{where}: slice_k {row['slice_k']!r} is not a slice "
+                             "index.") from None
+        regions = {group: _numbers(row[group] or "", f"{where} {group}") for group in GROUPS}
+        readings.append(Reading(row["case"].strip(), slice_k, regions,
+                                (row["confidence"] or "").strip().lower(),
+                                row["notes"] or "", path.stem))
     return readings
 
 
