@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import imaging
-from .measures import MUSCLE_HU_RANGE
+from .measures import muscle_density
 
 BONE_HU = 250.0
 # Gaps of a pixel in the bony ring (at a 4-5 mm pixel size) are bridged by growing the
@@ -59,6 +59,5 @@ def _pockets(bone: np.ndarray, pixel_spacing_mm: tuple[float, float],
 def allowed_muscle_pixels(hu_slice: np.ndarray,
                           pixel_spacing_mm: tuple[float, float]) -> np.ndarray:
     """Muscle density, inside the body's largest part, not enclosed by bone."""
-    low, high = MUSCLE_HU_RANGE
-    return ((hu_slice >= low) & (hu_slice <= high) & body_pixels(hu_slice)
+    return (muscle_density(hu_slice) & body_pixels(hu_slice)
             & ~enclosed_by_bone(hu_slice, pixel_spacing_mm))

@@ -186,6 +186,15 @@ def voxels_reached(reference: sitk.Image, image: sitk.Image,
     return _voxel_range(reference, low, high)[::-1]
 
 
+def body_crop(body: np.ndarray, spacing_mm: tuple[float, float],
+              margin_mm: float) -> tuple[slice, slice]:
+    """The body's box on an axial slice widened by a margin (mm), kept inside the slice: a
+    neck in a 50 cm field of view is small on screen without it."""
+    margins = (int(np.ceil(margin_mm / spacing_mm[1])), int(np.ceil(margin_mm / spacing_mm[0])))
+    return tuple(slice(max(0, box.start - m), min(n, box.stop + m))
+                 for box, m, n in zip(bounding_box(body), margins, body.shape))
+
+
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     """The smallest box (in the mask's array order) holding every voxel of a non-empty mask."""
     box = []

@@ -100,6 +100,12 @@ def muscle_status(smi: float | None, sex: str | None) -> str | None:
     return "depleted" if smi < SMI_CUTOFF_CM2_M2[sex] else "normal"
 
 
+def muscle_density(hu: np.ndarray) -> np.ndarray:
+    """The pixels within the muscle HU window (-29..150), where muscle is counted."""
+    low, high = MUSCLE_HU_RANGE
+    return (hu >= low) & (hu <= high)
+
+
 def group_csa_cm2(labels: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> dict[str, float]:
     """CSA of each muscle group of a label mask (1 paravertebral, 2 SCM right, 3 SCM left)."""
     return {group: muscle_csa_cm2(labels == label, pixel_spacing_mm)

@@ -90,20 +90,18 @@ def axial_neck_panel(axis, ct: sitk.Image, hu_slice: np.ndarray,
     labels = (np.zeros(hu.shape, np.uint8) if labels is None
               else imaging.radiological_view(ct, np.asarray(labels)))
     body = imaging.body_mask(hu[None])[0]
-    crop = imaging.bounding_box(body) if body.any() else (slice(None), slice(None))
-    margin = (int(CROP_MARGIN_MM / sy), int(CROP_MARGIN_MM / sx))
-    crop = tuple(slice(max(0, c.start - m), min(n, c.stop + m)) if c.start is not None else c
-                 for c, m, n in zip(crop, margin, hu.shape))
-    hu, labels = hu[crop], labels[crop]
+    if body.any():
+        crop = imaging.body_crop(body, (sx, sy), CROP_MARGIN_MM)
+        hu, labels = hu[crop], labels[crop]
     extent = [0, hu.shape[1] * sx, hu.shape[0] * sy, 0]
     axis.imshow(hu, cmap="gray", vmin=DISPLAY_WINDOW_HU[0], vmax=DISPLAY_WINDOW_HU[1],
                 extent=extent)
     xs, ys = np.arange(hu.shape[1]) * sx + sx / 2, np.arange(hu.shape[0]) * sy + sy / 2
-    shown = labels if labels.max() > 1 else (labels > 0).astype(np.uint8)
+    grouped = labels.max() > 1
     for value, (name, colour) in GROUP_STYLE.items():
-        if (shown == value).any():
-            axis.contour(xs, ys, (shown == value).astype(float), levels=[0.5], colors=[colour],
+        if (labels == value).any():
+            axis.contour(xs, ys, (labels == value).astype(float), levels=[0.5], colors=[colour],
                          linewidths=1.0)
-            axis.plot([], [], color=colour, label=name if labels.max() > 1 else "muscle")
+            axis.plot([], [], color=colour, label=name if grouped else "muscle")
     if labels.any():
         axis.legend(loc="upper right", fontsize=7)

@@ -24,7 +24,7 @@ from . import imaging
 from .fileio import write_image_atomic, write_text_atomic
 from . import phantom_distractors as distractors
 from .phantom_distractors import ellipse as _ellipse
-from .measures import MUSCLE_HU_RANGE, ClinicalInfo
+from .measures import ClinicalInfo, muscle_density
 
 MANIFEST_COLUMNS = ["case_id", "ct", "section_mask", "muscle_mask", "c3_slice_k", "age", "sex",
                     "height_cm", "weight_kg"]
@@ -329,7 +329,7 @@ def make_phantom(seed: int, case_id: str = "phantom",
     blur_px = anatomy.extras["blur_mm"] / in_plane + 0.3
     hu = ndimage.gaussian_filter(hu, sigma=(0.0, blur_px, blur_px))
     hu += rng.normal(0, rng.uniform(*options.noise_hu), hu.shape).astype(np.float32)
-    muscle[(hu < MUSCLE_HU_RANGE[0]) | (hu > MUSCLE_HU_RANGE[1])] = 0
+    muscle[~muscle_density(hu)] = 0
     ct = sitk.GetImageFromArray(np.clip(np.round(hu), -1024, 3071).astype(np.int16))
     ct.SetSpacing((in_plane, in_plane, thickness))
     ct.SetOrigin((float(x[0, 0]), float(y[0, 0]), float(zs[0])))

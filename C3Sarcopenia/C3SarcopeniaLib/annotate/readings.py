@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import read_csv_rows
 from ..measures import MUSCLE_GROUPS as GROUPS
-from ..measures import MUSCLE_HU_RANGE, group_csa_cm2, muscle_csa_cm2
+from ..measures import group_csa_cm2, muscle_csa_cm2, muscle_density
 from .regions import RegionSheet
 
 GROUP_LABELS = {group: label for label, group in enumerate(GROUPS, start=1)}
@@ -113,9 +113,7 @@ def fine_labels(sheet: RegionSheet, regions: dict[str, list[int]]) -> np.ndarray
 def slice_labels(sheet: RegionSheet, regions: dict[str, list[int]]) -> np.ndarray:
     """The pick on the CT's stored slice, kept to muscle density (-29..150 HU) as measured."""
     labels = sheet.view.to_ct_slice(fine_labels(sheet, regions))
-    low, high = MUSCLE_HU_RANGE
-    hu = sheet.view.hu_slice
-    labels[(hu < low) | (hu > high)] = 0
+    labels[~muscle_density(sheet.view.hu_slice)] = 0
     return labels
 
 

@@ -21,7 +21,7 @@ from skimage.segmentation import slic
 
 from .. import imaging
 from ..errors import InputError
-from ..measures import MUSCLE_HU_RANGE
+from ..measures import muscle_density
 
 FINE_PIXEL_MM = 1.0
 REGION_AREA_MM2 = 100.0
@@ -98,26 +98,17 @@ def slice_view(ct: sitk.Image, slice_k: int) -> SliceView:
         raise InputError(f"slice {slice_k} shows no body (nothing above "
                          f"{imaging.BODY_THRESHOLD_HU:.0f} HU): check the slice index.")
     spacing = imaging.pixel_spacing_mm(ct)
-    rows, cols = _crop(body, spacing)
+    rows, cols = ((box.start, box.stop) for box in imaging.body_crop(body, spacing,
+                                                                     CROP_MARGIN_MM))
     factor = max(1, int(round(min(spacing) / FINE_PIXEL_MM)))
     body_fine = np.kron(body[slice(*rows), slice(*cols)], np.ones((factor, factor), bool))
     return SliceView(body_fine, hu_slice, bool(flip_rows), bool(flip_cols), rows, cols, factor,
                      slice_k, spacing)
 
 
-def _crop(body: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[tuple[int, int], ...]:
-    """Rows and columns of the body's bounding box plus a margin, inside the slice."""
-    js, is_ = np.nonzero(body)
-    margin_j = int(np.ceil(CROP_MARGIN_MM / spacing_mm[1]))
-    margin_i = int(np.ceil(CROP_MARGIN_MM / spacing_mm[0]))
-    return ((max(0, js.min() - margin_j), min(body.shape[0], js.max() + 1 + margin_j)),
-            (max(0, is_.min() - margin_i), min(body.shape[1], is_.max() + 1 + margin_i)))
-
-
 def candidate_pixels(view: SliceView) -> np.ndarray:
     """Muscle-density pixels inside the body, opened by one pixel to drop thin rims."""
-    low, high = MUSCLE_HU_RANGE
-    candidate = (view.hu_fine >= low) & (view.hu_fine <= high) & view.body_fine
+    candidate = muscle_density(view.hu_fine) & view.body_fine
     return ndimage.binary_opening(candidate, iterations=1)
 
 
