@@ -125,11 +125,15 @@ def _to_ct_grid(fraction: np.ndarray, grid: sitk.Image, reference: sitk.Image) -
     if not fraction.any():
         return voted
     box = imaging.voxels_reached(reference, grid, imaging.bounding_box(fraction > 0))
+    voted[box] = _interpolated(fraction, grid, reference[box[::-1]]) > 0.5
+    return voted
+
+
+def _interpolated(fraction: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """A vote fraction on the network's grid, linearly interpolated onto a reference grid."""
     image = sitk.GetImageFromArray(fraction.astype(np.float32))
     image.CopyInformation(grid)
-    resampled = imaging.resample_like(image, reference[box[::-1]], sitk.sitkLinear)
-    voted[box] = sitk.GetArrayViewFromImage(resampled) > 0.5
-    return voted
+    return sitk.GetArrayFromImage(imaging.resample_like(image, reference, sitk.sitkLinear))
 
 
 @dataclass
@@ -291,12 +295,8 @@ def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
 def _majority_class(masks: list[np.ndarray], grid: sitk.Image,
                     reference: sitk.Image) -> np.ndarray:
     """Per pixel of the reference, the class most folds chose (interpolated vote fractions)."""
-    fractions = []
-    for label in range(1, int(max(m.max() for m in masks)) + 1):
-        image = sitk.GetImageFromArray(vote_fraction(masks, label))
-        image.CopyInformation(grid)
-        fractions.append(sitk.GetArrayFromImage(
-            imaging.resample_like(image, reference, sitk.sitkLinear)))
+    fractions = [_interpolated(vote_fraction(masks, label), grid, reference)
+                 for label in range(1, int(max(m.max() for m in masks)) + 1)]
     if not fractions:
         return np.zeros(reference.GetSize()[::-1], np.uint8)
     return (np.argmax(fractions, axis=0) + 1).astype(np.uint8)
