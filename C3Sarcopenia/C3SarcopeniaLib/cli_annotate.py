@@ -119,28 +119,32 @@ def run_draw(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def run_check(args: argparse.Namespace) -> int:
+def _valid_readings(paths: list[str], sheets: dict) -> dict[str, list]:
+    """Each readings CSV, read and checked against the sheets (refused with every problem)."""
     from .annotate import readings as rd
+
+    checked = {}
+    for path in paths:
+        checked[path] = rd.read_readings(path)
+        rd.validate(checked[path], sheets)
+    return checked
+
+
+def run_check(args: argparse.Namespace) -> int:
     from .annotate.regions import load_sheets
 
-    sheets = load_sheets(args.sheets)
-    for path in args.readings:
-        readings = rd.read_readings(path)
-        rd.validate(readings, sheets)
+    for path, readings in _valid_readings(args.readings, load_sheets(args.sheets)).items():
         print(f"{path}: {len(readings)} readings, all valid")
     return 0
 
 
 def run_consensus(args: argparse.Namespace) -> int:
-    from .annotate import consensus, readings as rd
+    from .annotate import consensus
     from .annotate.regions import load_sheets
 
     sheets = load_sheets(args.sheets)
-    all_readings = []
-    for path in args.readings:
-        readings = rd.read_readings(path)
-        rd.validate(readings, sheets)
-        all_readings += readings
+    all_readings = [reading for readings in _valid_readings(args.readings, sheets).values()
+                    for reading in readings]
     if args.cases_from:
         wanted = _listed_cases(Path(args.cases_from))
         all_readings = [r for r in all_readings if r.case in wanted]
