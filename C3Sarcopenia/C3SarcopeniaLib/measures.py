@@ -121,11 +121,20 @@ def counted_pixels(labels: np.ndarray, scm_nodal: str | None) -> np.ndarray:
     return (labels > 0) & (labels != MUSCLE_GROUPS.index(SCM_SIDES[scm_nodal]) + 1)
 
 
+def _other_side(side: str) -> str:
+    return "left" if side == "right" else "right"
+
+
 def chargi_total_cm2(groups: dict[str, float], scm_nodal: str) -> float:
     """Chargi et al.: when nodes make one SCM impossible to delineate, the other SCM's area
     stands in for it: paravertebral + 2 x the other SCM."""
-    other = SCM_SIDES["left" if scm_nodal == "right" else "right"]
-    return groups["paravertebral"] + 2.0 * groups[other]
+    return groups["paravertebral"] + 2.0 * groups[SCM_SIDES[_other_side(scm_nodal)]]
+
+
+def chargi_warning(scm_nodal: str) -> str:
+    """What a result says when the Chargi rule made its C3 CSA."""
+    return (f"the {scm_nodal} SCM was set aside as engulfed by nodes: C3 CSA = paravertebral "
+            f"+ 2 x the {_other_side(scm_nodal)} SCM (Chargi et al.).")
 
 
 def measure_slice(hu_slice: np.ndarray, muscle_mask: np.ndarray,

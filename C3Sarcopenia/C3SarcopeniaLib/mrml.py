@@ -21,7 +21,8 @@ from . import imaging
 from .errors import InputError
 from .fileio import write_image_atomic
 from .levels import C3Level, write_level_row
-from .measures import SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, measure_slice
+from .measures import (SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, chargi_warning,
+                       measure_slice)
 
 SECTION_SEGMENT = "C3 section"
 MUSCLE_SEGMENT = "Skeletal muscle"  # a muscle mask without groups (one label)
@@ -30,7 +31,9 @@ MUSCLE_COLOR = (0.85, 0.2, 0.2)
 # label value -> segment name and colour of a grouped muscle mask; their sum is C3 muscle
 MUSCLE_GROUP_SEGMENTS = {1: ("Paravertebral muscles", (0.85, 0.2, 0.2)),
                          2: ("SCM right", (0.2, 0.75, 0.3)), 3: ("SCM left", (0.25, 0.5, 1.0))}
-MUSCLE_SEGMENTS = (MUSCLE_SEGMENT, *(name for name, _ in MUSCLE_GROUP_SEGMENTS.values()))
+_SEGMENT_LABELS = {MUSCLE_SEGMENT: 1,
+                   **{name: value for value, (name, _) in MUSCLE_GROUP_SEGMENTS.items()}}
+MUSCLE_SEGMENTS = tuple(_SEGMENT_LABELS)
 RESULT_COLUMNS = ("Measure", "Value", "Unit", "Note")
 WARNING_MEASURE = "Warning"
 GROUND_TRUTH_CSV = "c3_levels.csv"  # the levels CSV "Save as ground truth" keeps up to date
@@ -278,8 +281,7 @@ def set_muscle_slice_mask(segmentation_node, volume_node, c3_slice_k: int,
     segments of the other form are removed, so the muscle is never counted twice."""
     labels = np.asarray(muscle_mask).astype(np.uint8)
     grouped = labels.max() > 1
-    wanted = ({value: style for value, style in MUSCLE_GROUP_SEGMENTS.items()} if grouped
-              else {1: (MUSCLE_SEGMENT, MUSCLE_COLOR)})
+    wanted = MUSCLE_GROUP_SEGMENTS if grouped else {1: (MUSCLE_SEGMENT, MUSCLE_COLOR)}
     if not grouped:
         labels = (labels > 0).astype(np.uint8)
     kept = {name for name, _ in wanted.values()}
@@ -302,8 +304,7 @@ def muscle_slice_mask(segmentation_node, volume_node, c3_slice_k: int) -> np.nda
         raise InputError(f"'{segmentation_node.GetName()}' has no muscle segment: segment the "
                          "muscle first.")
     labels = None
-    styles = {MUSCLE_SEGMENT: 1, **{name: v for v, (name, _) in MUSCLE_GROUP_SEGMENTS.items()}}
-    for name, value in styles.items():
+    for name, value in _SEGMENT_LABELS.items():
         if segment_id(segmentation_node, name) is None:
             continue
         mask = segment_mask(segmentation_node, volume_node, name, c3_slice_k, 1)[0]
@@ -450,8 +451,7 @@ def update_results(table_node, segmentation_node, volume_node, c3_slice_k: int,
     """Measure the muscle segments on slice k and rewrite the table, warnings included."""
     measures = measure_muscle_segment(segmentation_node, volume_node, c3_slice_k, clinical,
                                       scm_nodal)
-    chargi = ([(WARNING_MEASURE, "", "", f"{scm_nodal} SCM lost in nodes: C3 CSA counts the "
-                "other SCM twice (Chargi et al.)")] if scm_nodal else [])
+    chargi = [(WARNING_MEASURE, "", "", chargi_warning(scm_nodal))] if scm_nodal else []
     write_results_table(table_node, [_slice_row(volume_node, c3_slice_k)]
                         + measure_rows(measures) + chargi + _warning_rows(segmentation_node))
     return measures

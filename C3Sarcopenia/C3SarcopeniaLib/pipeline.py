@@ -17,7 +17,7 @@ from monai.inferers import sliding_window_inference
 
 from . import guards, imaging
 from .errors import SYNTHETIC_MODELS_WARNING, InputError
-from .measures import ClinicalInfo, SarcopeniaMeasures, measure_slice
+from .measures import ClinicalInfo, SarcopeniaMeasures, chargi_warning, measure_slice
 from .models import Ensemble
 
 Progress = Callable[[float, str], None]
@@ -327,11 +327,7 @@ def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray
     hu = sitk.GetArrayViewFromImage(ct)[slice_k]
     measures = measure_slice(hu, muscle_slice_mask, imaging.pixel_spacing_mm(ct), clinical,
                              scm_nodal)
-    warnings = list(warnings or [])
-    if scm_nodal is not None:
-        other = "left" if scm_nodal == "right" else "right"
-        warnings.append(f"the {scm_nodal} SCM was set aside as engulfed by nodes: C3 CSA = "
-                        f"paravertebral + 2 x the {other} SCM (Chargi et al.).")
+    warnings = list(warnings or []) + ([chargi_warning(scm_nodal)] if scm_nodal else [])
     return Prediction(slice_k, imaging.slice_z_mm(ct, slice_k), measures, muscle_slice_mask,
                       section_mask, warnings)
 
