@@ -158,10 +158,9 @@ def _draw_slice(anatomy: Anatomy, z: float, x: np.ndarray, y: np.ndarray,
         paravertebral |= (_ellipse(x, y, sx - 6 * s, sy - 12 * s, 4 * m, 4 * m)
                           | _ellipse(x, y, sx + 6 * s, sy - 12 * s, 4 * m, 4 * m)
                           ) & (z < anatomy.c1_z[0])  # longus colli and capitis
-        for label, shape in ((1, paravertebral & inner),
-                             *((2 + (side > 0), scm & inner) for side, scm in
-                               _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s))):
-            labels[shape] = label
+        labels[paravertebral & inner] = 1
+        for side, scm in _sternocleidomastoids(anatomy, z, x, y, sx, sy, m, s):
+            labels[scm & inner] = 2 if side < 0 else 3  # SCM right, SCM left
         hu[labels > 0] = muscle_hu
         labels[distractors.paint_neck(anatomy, z, x, y, sx, sy, s, hu, inner, fat,
                                       muscle_hu)] = 0
