@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from . import imaging  # noqa: E402
+from . import guards, imaging  # noqa: E402
 
 DISPLAY_WINDOW_HU = (-250, 250)
 CROP_MARGIN_MM = 15.0
@@ -89,7 +89,7 @@ def axial_neck_panel(axis, ct: sitk.Image, hu_slice: np.ndarray,
     hu = imaging.radiological_view(ct, np.asarray(hu_slice))
     labels = (np.zeros(hu.shape, np.uint8) if labels is None
               else imaging.radiological_view(ct, np.asarray(labels)))
-    body = imaging.body_mask(hu[None])[0]
+    body = guards.body_pixels(hu)
     if body.any():
         crop = imaging.body_crop(body, (sx, sy), CROP_MARGIN_MM)
         hu, labels = hu[crop], labels[crop]

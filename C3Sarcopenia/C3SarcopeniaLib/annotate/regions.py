@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.segmentation import slic
 
-from .. import imaging
+from .. import guards, imaging
 from ..errors import InputError
 from ..measures import muscle_density
 
@@ -93,7 +93,7 @@ def slice_view(ct: sitk.Image, slice_k: int) -> SliceView:
     direction = ct.GetDirection()
     flip_cols, flip_rows = direction[0] < 0, direction[4] < 0
     hu = imaging.radiological_view(ct, hu_slice)
-    body = imaging.body_mask(hu[None])[0]
+    body = guards.body_pixels(hu)
     if not body.any():
         raise InputError(f"slice {slice_k} shows no body (nothing above "
                          f"{imaging.BODY_THRESHOLD_HU:.0f} HU): check the slice index.")
