@@ -681,7 +681,7 @@ class C3SarcopeniaTest(ScriptedLoadableModuleTest):
 
     def test_EditedMuscleUpdatesCsaAndSmi(self) -> None:
         self.assertTrue(ensurePythonDependencies(), "torch and MONAI are needed")
-        from C3SarcopeniaLib import phantom
+        from C3SarcopeniaLib.phantoms import phantom
 
         coarse = phantom.PhantomOptions(in_plane_mm=(1.6, 1.6), slice_mm=(3.0, 3.0))  # fast
         case = phantom.make_phantom(0, case_id="selftest", options=coarse)

@@ -26,13 +26,13 @@ import SimpleITK as sitk
 import torch
 
 from . import imaging
-from .batch import find_cases, run_batch
+from .cohort.batch import find_cases, run_batch
 from .errors import InputError
 from .fileio import write_text_atomic
 from .measures import ClinicalInfo
 from .models import (Ensemble, ModelCard, build_unet, default_models_dir, load_ensemble,
                      save_fold_weights)
-from .phantom import PhantomOptions, write_phantom_cohort
+from .phantoms.phantom import PhantomOptions, write_phantom_cohort
 from .pipeline import (find_c3_section, measure_on_slice, predict, section_network_input,
                        segment_muscle)
 

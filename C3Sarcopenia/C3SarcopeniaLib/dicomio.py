@@ -18,7 +18,7 @@ from .measures import ClinicalInfo
 from .tagfile import SKELETAL_MUSCLE_TAG, write_tag
 
 if TYPE_CHECKING:
-    from .phantom import Phantom
+    from .phantoms.phantom import Phantom
 
 _UID_ROOT = "1.2.826.0.1.3680043.8.498."  # the pydicom/SimpleITK example root, for test data
 

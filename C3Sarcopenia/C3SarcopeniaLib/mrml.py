@@ -20,7 +20,7 @@ from vtk.util import numpy_support
 from . import imaging
 from .errors import InputError
 from .fileio import write_image_atomic
-from .levels import C3Level, write_level_row
+from .cohort.levels import C3Level, write_level_row
 from .measures import (SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, chargi_warning,
                        measure_slice)
 

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def small_phantom_options():
     """Coarse phantoms: the anatomy of the clinical ones at a fraction of the voxels."""
-    from C3SarcopeniaLib.phantom import PhantomOptions
+    from C3SarcopeniaLib.phantoms.phantom import PhantomOptions
 
     return PhantomOptions(in_plane_mm=(1.6, 1.6), slice_mm=(3.0, 3.0))
 
@@ -21,7 +21,7 @@ def small_phantom_options():
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory, small_phantom_options):
     """Five small phantoms on disk with their manifest."""
-    from C3SarcopeniaLib.phantom import write_phantom_cohort
+    from C3SarcopeniaLib.phantoms.phantom import write_phantom_cohort
 
     return write_phantom_cohort(5, 123, tmp_path_factory.mktemp("cohort"), small_phantom_options)
 

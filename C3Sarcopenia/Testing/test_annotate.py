@@ -12,7 +12,7 @@ from C3SarcopeniaLib.annotate.regions import (REGION_AREA_MM2, candidate_pixels,
                                               numbered_regions, slice_view)
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
-from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
 from C3SarcopeniaLib.training import prepare_muscle_case, read_manifest
 
 HEADER = "case,slice_k,paravertebral,scm_right,scm_left,confidence,notes\n"

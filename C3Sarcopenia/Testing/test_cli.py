@@ -11,7 +11,7 @@ from C3SarcopeniaLib import imaging, models, pipeline
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.measures import muscle_csa_cm2
-from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
 from C3SarcopeniaLib.training import read_manifest
 from conftest import SHARED
 

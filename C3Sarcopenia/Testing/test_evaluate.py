@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from C3SarcopeniaLib import imaging
 from C3SarcopeniaLib.cli import main
-from C3SarcopeniaLib.evaluation import CaseTruth, cohort_metrics, score_case, score_level_case
+from C3SarcopeniaLib.cohort.evaluation import CaseTruth, cohort_metrics, score_case, score_level_case
 from C3SarcopeniaLib.measures import ClinicalInfo
 from C3SarcopeniaLib.pipeline import SectionResult
 

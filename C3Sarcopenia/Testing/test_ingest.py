@@ -17,7 +17,7 @@ from C3SarcopeniaLib import imaging
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.dicomio import write_dicom_cohort, write_dicom_series
 from C3SarcopeniaLib.errors import InputError
-from C3SarcopeniaLib.ingest import match_slice
+from C3SarcopeniaLib.cohort.ingest import match_slice
 from C3SarcopeniaLib.training import read_manifest
 
 TIME, EVENT = "Survival  (months)", "Overall Survival Censor"
@@ -27,7 +27,7 @@ OUTCOMES = {"P0": ("12.5", "1"), "P1": ("40", "0"), "P2": ("7.25", "Dead"),
 
 @pytest.fixture(scope="module")
 def phantoms(small_phantom_options):
-    from C3SarcopeniaLib.phantom import make_phantom
+    from C3SarcopeniaLib.phantoms.phantom import make_phantom
 
     return {f"P{seed}": make_phantom(seed, f"P{seed}", small_phantom_options)
             for seed in range(5)}

@@ -15,7 +15,7 @@ from conftest import SHARED
 from C3SarcopeniaLib import imaging
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
-from C3SarcopeniaLib.levels import (C3Level, CtLocator, check_levels, read_levels,
+from C3SarcopeniaLib.cohort.levels import (C3Level, CtLocator, check_levels, read_levels,
                                     write_level_row)
 from C3SarcopeniaLib.training import read_manifest
 

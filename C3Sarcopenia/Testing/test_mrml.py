@@ -283,7 +283,7 @@ def test_export_writes_csv_and_seg_nrrd(scene, ct_node, tmp_path):
 
 def test_save_as_ground_truth_writes_the_level_row_ct_and_muscle(scene, ct_node, tmp_path):
     from C3SarcopeniaLib import imaging
-    from C3SarcopeniaLib.levels import CtLocator, check_levels, ingest_levels, read_levels
+    from C3SarcopeniaLib.cohort.levels import CtLocator, check_levels, ingest_levels, read_levels
 
     segmentation = mrml.new_segmentation_node(scene, ct_node, "seg")
     muscle = mrml.voxels(ct_node)[5] == MUSCLE_HU

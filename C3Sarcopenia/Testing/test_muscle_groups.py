@@ -10,7 +10,7 @@ from C3SarcopeniaLib import guards, imaging
 from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.measures import ClinicalInfo, measure_slice
 from C3SarcopeniaLib.models import ModelCard, load_ensemble
-from C3SarcopeniaLib.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
 from C3SarcopeniaLib.pipeline import segment_muscle
 from C3SarcopeniaLib.training import RandLeftRightFlipd
 

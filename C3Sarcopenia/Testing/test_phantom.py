@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from C3SarcopeniaLib import imaging
 from C3SarcopeniaLib.measures import MUSCLE_HU_RANGE, muscle_csa_cm2
-from C3SarcopeniaLib.phantom import (MANIFEST_COLUMNS, PhantomOptions, make_phantom,
+from C3SarcopeniaLib.phantoms.phantom import (MANIFEST_COLUMNS, PhantomOptions, make_phantom,
                                      write_phantom_cohort)
 
 
@@ -88,7 +88,7 @@ def test_field_of_view_without_c3(small_phantom_options):
 
 
 def test_clinical_fields_are_plausible_for_a_head_and_neck_cohort():
-    from C3SarcopeniaLib.phantom import draw_clinical
+    from C3SarcopeniaLib.phantoms.phantom import draw_clinical
 
     rng = np.random.default_rng(0)
     people = [draw_clinical(rng) for _ in range(400)]

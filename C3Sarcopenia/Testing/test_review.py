@@ -8,7 +8,8 @@ import pytest
 import SimpleITK as sitk
 from matplotlib import pyplot as plt
 
-from C3SarcopeniaLib import imaging, review
+from C3SarcopeniaLib import imaging
+from C3SarcopeniaLib.cohort import review
 from C3SarcopeniaLib.cli import main
 from conftest import SHARED
 

@@ -17,7 +17,7 @@ from .. import imaging
 from ..errors import InputError
 from ..fileio import write_image_atomic, write_text_atomic
 from ..measures import muscle_csa_cm2
-from ..phantom import MANIFEST_COLUMNS
+from ..phantoms.phantom import MANIFEST_COLUMNS
 from .readings import GROUPS, Reading, group_and_total_csa_cm2, slice_labels
 from .regions import RegionSheet
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from .errors import Cancelled, InputError
+from .. import __version__
+from ..errors import Cancelled, InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,11 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # each module adds its own sub-commands
-    from . import (cli_annotate, cli_bench, cli_cohort, cli_core, cli_levels, cli_review,
-                   cli_train)
+    from . import annotate, bench, cohort, core, levels, review, train
 
-    for module in (cli_core, cli_train, cli_cohort, cli_levels, cli_review, cli_annotate,
-                   cli_bench):
+    for module in (core, train, cohort, levels, review, annotate, bench):
         module.register(subparsers)
     return parser
 

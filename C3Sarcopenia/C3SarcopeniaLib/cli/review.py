@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cli_core import add_model_arguments, load_stage_models
-from .errors import InputError
-from .levels import read_levels
+from .core import add_model_arguments, load_stage_models
+from ..errors import InputError
+from ..cohort.levels import read_levels
 
 
 def register(subparsers) -> None:
@@ -35,8 +35,9 @@ def register(subparsers) -> None:
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from . import imaging, pipeline, review
-    from .batch import find_cases
+    from .. import imaging, pipeline
+    from ..cohort import review
+    from ..cohort.batch import find_cases
 
     cases = find_cases(args.source)
     annotated = ({level.case: level for level in read_levels(args.levels)}

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def _add_ct_arguments(parser: argparse.ArgumentParser) -> None:
-    from .levels import DEFAULT_CT_PATTERN
+    from ..cohort.levels import DEFAULT_CT_PATTERN
 
     parser.add_argument("csv", type=Path, metavar="CSV", help="C3 levels CSV")
     parser.add_argument("--ct-dir", type=Path, metavar="DIR",
@@ -40,7 +40,7 @@ def _add_check_levels(subparsers) -> None:
 
 
 def run_check_levels(args: argparse.Namespace) -> int:
-    from .levels import CtLocator, check_levels, problem_lines, read_levels, summary
+    from ..cohort.levels import CtLocator, check_levels, problem_lines, read_levels, summary
 
     levels = read_levels(args.csv)
     problems = check_levels(levels, CtLocator(args.ct_dir, args.ct_pattern))
@@ -75,7 +75,7 @@ def _add_ingest_levels(subparsers) -> None:
 
 
 def run_ingest_levels(args: argparse.Namespace) -> int:
-    from .levels import (CtLocator, LevelProblems, exclude_cases, ingest_levels, problem_lines,
+    from ..cohort.levels import (CtLocator, LevelProblems, exclude_cases, ingest_levels, problem_lines,
                          read_levels, summary)
 
     levels = read_levels(args.csv)

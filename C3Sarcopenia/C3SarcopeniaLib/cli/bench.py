@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    from .bench import BenchOptions, format_table, run_bench
+    from ..bench import BenchOptions, format_table, run_bench
 
     options = BenchOptions(args.out, args.models, args.real_ct, args.repeats,
                            args.paper_repeats, args.batch_cases)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging
-from .errors import InputError
-from .measures import ClinicalInfo, parse_sex
-from .sample_data import SAMPLE_CLINICAL, SAMPLE_CT, SAMPLE_TRUE_C3_SLICE_K
+from .. import imaging
+from ..errors import InputError
+from ..measures import ClinicalInfo, parse_sex
+from ..sample_data import SAMPLE_CLINICAL, SAMPLE_CT, SAMPLE_TRUE_C3_SLICE_K
 
 
 def register(subparsers) -> None:
@@ -86,15 +86,15 @@ def command_line() -> str:
 
 
 def load_stage_models(args: argparse.Namespace, stage: str):
-    from .models import default_models_dir, load_ensemble
+    from ..models import default_models_dir, load_ensemble
 
     root = args.models or default_models_dir()
     return load_ensemble(root / stage, args.device, args.folds)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict
-    from .report import write_prediction
+    from ..pipeline import predict
+    from ..report import write_prediction
 
     ct = imaging.read_ct(args.ct)
     clinical = clinical_from_args(args, args.ct)
@@ -161,13 +161,13 @@ def muscle_slice_from_mask(mask: np.ndarray, slice_k: int | None) -> tuple[int, 
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from .pipeline import measure_on_slice
-    from .report import write_prediction
+    from ..pipeline import measure_on_slice
+    from ..report import write_prediction
 
     ct = imaging.read_ct(args.ct)
     clinical = clinical_from_args(args, args.ct)
     if args.tag:
-        from .tagfile import tag_mask_for_image
+        from ..tagfile import tag_mask_for_image
 
         mask = tag_mask_for_image(args.tag, ct, tuple(args.tag_values))
     else:
@@ -219,7 +219,7 @@ def _add_phantom(subparsers) -> None:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from .phantom import PhantomOptions, write_phantom_cohort
+    from ..phantoms.phantom import PhantomOptions, write_phantom_cohort
 
     if args.n < 1:
         raise InputError("--n must be at least 1.")

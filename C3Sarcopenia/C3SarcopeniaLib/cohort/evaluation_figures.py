@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .fileio import write_figure_atomic  # noqa: E402
+from ..fileio import write_figure_atomic  # noqa: E402
 
 
 def _save(figure, path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import InputError
-from .levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
+from ..errors import InputError
+from ..cohort.levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
 
 
 def register(subparsers) -> None:
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
 
 
 def run_sheets(args: argparse.Namespace) -> int:
-    from .annotate import make_sheets
+    from ..annotate import make_sheets
 
     levels = read_levels(args.levels)
     locate = _locator(Path(args.source), args.ct_pattern)
@@ -78,7 +78,7 @@ def run_sheets(args: argparse.Namespace) -> int:
 def _locator(source: Path, pattern: str):
     """The CT of a case: from a manifest's ct column, or the folder and pattern."""
     if source.is_file() and source.suffix.lower() == ".csv":
-        from .training import read_manifest
+        from ..training import read_manifest
 
         cts = {row["case_id"]: Path(row["ct"]) for row in read_manifest(source)}
 
@@ -93,9 +93,9 @@ def _locator(source: Path, pattern: str):
 
 
 def run_draw(args: argparse.Namespace) -> int:
-    from .annotate import readings as rd
-    from .annotate import sheets as sh
-    from .annotate.regions import load_sheets
+    from ..annotate import readings as rd
+    from ..annotate import sheets as sh
+    from ..annotate.regions import load_sheets
 
     chosen = [r for r in rd.read_readings(args.readings) if not args.case or r.case in args.case]
     if not chosen:
@@ -121,7 +121,7 @@ def run_draw(args: argparse.Namespace) -> int:
 
 def _valid_readings(paths: list[str], sheets: dict) -> dict[str, list]:
     """Each readings CSV, read and checked against the sheets (refused with every problem)."""
-    from .annotate import readings as rd
+    from ..annotate import readings as rd
 
     checked = {}
     for path in paths:
@@ -131,7 +131,7 @@ def _valid_readings(paths: list[str], sheets: dict) -> dict[str, list]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from .annotate.regions import load_sheets
+    from ..annotate.regions import load_sheets
 
     for path, readings in _valid_readings(args.readings, load_sheets(args.sheets)).items():
         print(f"{path}: {len(readings)} readings, all valid")
@@ -139,8 +139,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_consensus(args: argparse.Namespace) -> int:
-    from .annotate import consensus
-    from .annotate.regions import load_sheets
+    from ..annotate import consensus
+    from ..annotate.regions import load_sheets
 
     sheets = load_sheets(args.sheets)
     all_readings = [reading for readings in _valid_readings(args.readings, sheets).values()

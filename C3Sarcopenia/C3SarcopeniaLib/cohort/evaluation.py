@@ -23,15 +23,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import stats
 
-from . import imaging
-from .errors import InputError
+from .. import imaging
+from ..errors import InputError
 from .evaluation_figures import write_figures
-from .fileio import write_text_atomic
-from .measures import ClinicalInfo, measure_slice, parse_sex
-from .models import Ensemble
-from .pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
+from ..fileio import write_text_atomic
+from ..measures import ClinicalInfo, measure_slice, parse_sex
+from ..models import Ensemble
+from ..pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
                        segment_muscle)
-from .training import dice, read_manifest
+from ..training import dice, read_manifest
 
 
 @dataclass

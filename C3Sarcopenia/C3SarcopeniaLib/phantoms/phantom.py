@@ -20,11 +20,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import imaging
-from .fileio import write_image_atomic, write_text_atomic
-from . import phantom_distractors as distractors
-from .phantom_distractors import ellipse as _ellipse
-from .measures import ClinicalInfo, muscle_density
+from .. import imaging
+from ..fileio import write_image_atomic, write_text_atomic
+from . import distractors
+from .distractors import ellipse as _ellipse
+from ..measures import ClinicalInfo, muscle_density
 
 MANIFEST_COLUMNS = ["case_id", "ct", "section_mask", "muscle_mask", "c3_slice_k", "age", "sex",
                     "height_cm", "weight_kg"]
@@ -401,7 +401,7 @@ def save_preview_png(phantom: Phantom, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fileio import write_figure_atomic
+    from ..fileio import write_figure_atomic
 
     hu = sitk.GetArrayFromImage(phantom.ct)
     muscle = sitk.GetArrayFromImage(phantom.muscle_mask)

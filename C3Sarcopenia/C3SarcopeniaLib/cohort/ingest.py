@@ -19,13 +19,13 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from . import imaging
-from .errors import InputError
-from .fileio import write_image_atomic, write_text_atomic
-from .measures import ClinicalInfo, parse_sex
-from .phantom import MANIFEST_COLUMNS
+from .. import imaging
+from ..errors import InputError
+from ..fileio import write_image_atomic, write_text_atomic
+from ..measures import ClinicalInfo, parse_sex
+from ..phantoms.phantom import MANIFEST_COLUMNS
 from .survival import is_missing, parse_number, read_table_csv, parse_event, resolve_column
-from .tagfile import SKELETAL_MUSCLE_TAG, tag_mask_for_image
+from ..tagfile import SKELETAL_MUSCLE_TAG, tag_mask_for_image
 
 SURVIVAL_COLUMNS = ("survival_time", "event")  # time in the clinical table's unit; event 1/0
 REPORT_COLUMNS = ("case_id", "outcome", "c3_slice_k", "single_slice", "segmentation", "reason")

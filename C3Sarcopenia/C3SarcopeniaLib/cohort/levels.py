@@ -21,10 +21,10 @@ from typing import Callable
 
 import SimpleITK as sitk
 
-from . import imaging
-from .errors import InputError
-from .fileio import read_csv_rows, write_image_atomic, write_text_atomic
-from .phantom import MANIFEST_COLUMNS
+from .. import imaging
+from ..errors import InputError
+from ..fileio import read_csv_rows, write_image_atomic, write_text_atomic
+from ..phantoms.phantom import MANIFEST_COLUMNS
 
 REQUIRED_COLUMNS = ("case", "c3_top_z_index", "c3_bottom_z_index", "c3_mid_z_index",
                     "confidence", "notes")

@@ -30,9 +30,9 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning  # noqa: E
 from lifelines.plotting import add_at_risk_counts  # noqa: E402
 from lifelines.statistics import logrank_test  # noqa: E402
 
-from .errors import InputError  # noqa: E402
-from .fileio import write_figure_atomic, write_text_atomic  # noqa: E402
-from .measures import muscle_status, parse_sex  # noqa: E402
+from ..errors import InputError  # noqa: E402
+from ..fileio import write_figure_atomic, write_text_atomic  # noqa: E402
+from ..measures import muscle_status, parse_sex  # noqa: E402
 
 SEXES = {"M": "male", "F": "female"}
 MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", "-", "?", "unknown"}

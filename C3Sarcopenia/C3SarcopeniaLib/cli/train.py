@@ -7,8 +7,8 @@ import sys
 
 from tqdm import tqdm
 
-from .cli_core import command_line
-from .models import PRESETS, STAGES
+from .core import command_line
+from ..models import PRESETS, STAGES
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from ..training import train
 
 
     def progress_bar(total: int, label: str):

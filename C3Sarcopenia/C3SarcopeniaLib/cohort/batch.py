@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import imaging
-from .errors import InputError
+from .. import imaging
+from ..errors import InputError
 from .evaluation import clinical_from_row
-from .fileio import write_text_atomic
-from .measures import ClinicalInfo
+from ..fileio import write_text_atomic
+from ..measures import ClinicalInfo
 from .ingest import SURVIVAL_COLUMNS
-from .models import Ensemble
-from .pipeline import Prediction, predict
-from .report import write_prediction
+from ..models import Ensemble
+from ..pipeline import Prediction, predict
+from ..report import write_prediction
 
 MEASURE_COLUMNS = ("c3_slice_k", "c3_slice_z_mm", "muscle_csa_cm2", "muscle_mean_hu",
                    "l3_csa_cm2", "smi_cm2_m2", "muscle_status", "paravertebral_csa_cm2",
@@ -47,7 +47,7 @@ def find_cases(source: str | Path) -> list[BatchCase]:
     sub-folder (a DICOM series) is a case, named after it."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        from .training import read_manifest
+        from ..training import read_manifest
 
         return [BatchCase(row["case_id"], Path(row["ct"]), row) for row in read_manifest(source)]
     if not source.is_dir():

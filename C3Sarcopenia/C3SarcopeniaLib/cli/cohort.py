@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_core import add_model_arguments, command_line, load_stage_models
-from .errors import InputError
-from .measures import SMI_CUTOFF_CM2_M2
+from .core import add_model_arguments, command_line, load_stage_models
+from ..errors import InputError
+from ..measures import SMI_CUTOFF_CM2_M2
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def _add_ingest(subparsers) -> None:
-    from .ingest import ClinicalColumns
+    from ..cohort.ingest import ClinicalColumns
 
     defaults = ClinicalColumns()
     parser = subparsers.add_parser(
@@ -60,7 +60,7 @@ def _add_ingest(subparsers) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from .ingest import ClinicalColumns, ingest_cohort
+    from ..cohort.ingest import ClinicalColumns, ingest_cohort
 
     columns = ClinicalColumns(args.id_column, args.age, args.sex, args.height_cm,
                               args.weight_kg, args.time_column, args.event_column)
@@ -93,8 +93,8 @@ def _add_batch(subparsers) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from .batch import find_cases
-    from .batch import run_batch as measure_all
+    from ..cohort.batch import find_cases
+    from ..cohort.batch import run_batch as measure_all
 
     cases = find_cases(args.input)
     section_models = load_stage_models(args, "section")
@@ -134,7 +134,7 @@ def _add_evaluate(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from ..cohort.evaluation import evaluate
 
     if args.record_in_cards and not args.data:
         raise InputError("--record-in-cards needs --data saying what the evaluated cases are "
@@ -150,7 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _record_in_cards(args: argparse.Namespace, metrics: dict) -> None:
     """Held-out figures go into the cards straight from the evaluation that measured them."""
-    from .models import ModelCard, default_models_dir
+    from ..models import ModelCard, default_models_dir
 
     root = args.models or default_models_dir()
     for stage in ("section", "muscle"):
@@ -231,7 +231,7 @@ def _add_survival(subparsers) -> None:
 
 
 def run_survival(args: argparse.Namespace) -> int:
-    from .survival import SurvivalColumns, analyse_survival, comparison_text, write_survival
+    from ..cohort.survival import SurvivalColumns, analyse_survival, comparison_text, write_survival
 
     columns = SurvivalColumns(time=args.time, event=args.event, sex=args.sex,
                               status=args.status, smi=args.smi, patient_id=args.id)

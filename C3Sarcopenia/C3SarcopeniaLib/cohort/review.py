@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from . import imaging  # noqa: E402
-from .fileio import write_figure_atomic, write_text_atomic  # noqa: E402
-from .overlay import axial_neck_panel  # noqa: E402
+from .. import imaging  # noqa: E402
+from ..fileio import write_figure_atomic, write_text_atomic  # noqa: E402
+from ..overlay import axial_neck_panel  # noqa: E402
 
 BONE_HU = 200.0
 SOFT_WINDOW_HU = (-250, 250)

@@ -1,0 +1,1 @@
+"""Cohort work: ingest, batch, levels, evaluation, survival and review."""

@@ -1,0 +1,1 @@
+"""Synthetic neck phantoms with known C3 and muscle, for tests, training and benchmarks."""
