@@ -1,38 +1,56 @@
 """Writing a result folder: result.json, the masks on the CT grid and overlay.png.
 
-Everything is computed before anything is written, each file is written atomically, and
-result.json comes last: its presence means the folder is complete.
+Everything is computed before anything is written; the files are written into a staging
+folder and switched in at the end, result.json last: its presence means the folder is
+complete, and a run that fails leaves no result, neither its own nor an older one.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
-import SimpleITK as sitk
 
-from .fileio import write_figure_atomic, write_image_atomic, write_text_atomic
-from .imaging import mask_image
-from .overlay import overlay_figure
-from .pipeline import Prediction
+from .fileio import (remove_outputs, staged_outputs, write_figure_atomic, write_image_atomic,
+                     write_text_atomic)
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from .pipeline import Prediction
+
+# Every file of a result folder, result.json (the sign of a finished run) first.
+RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png")
+
+
+def remove_result(out_dir: str | Path) -> None:
+    """Called before a run's work starts, so that a run that fails leaves no older result
+    that would read as this CT's."""
+    remove_outputs(out_dir, RESULT_FILES)
 
 
 def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction) -> dict:
     """Write the result folder and return what went into result.json."""
-    out_dir = Path(out_dir)
-    (out_dir / "result.json").unlink(missing_ok=True)  # an old result must not pass for this one
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+
+    from .imaging import mask_image
+    from .overlay import overlay_figure
+
     result = prediction.as_dict()
     muscle = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
     muscle[prediction.c3_slice_k] = prediction.muscle_slice_mask
     figure = overlay_figure(ct, prediction.muscle_slice_mask, result, prediction.section_mask)
     try:
-        write_figure_atomic(figure, out_dir / "overlay.png")
+        with staged_outputs(out_dir, RESULT_FILES) as staging:
+            write_image_atomic(mask_image(muscle, ct), staging / "muscle.nii.gz")
+            if prediction.section_mask is not None:
+                write_image_atomic(mask_image(prediction.section_mask, ct),
+                                   staging / "c3_section.nii.gz")
+            write_figure_atomic(figure, staging / "overlay.png")
+            write_text_atomic(staging / "result.json", json.dumps(result, indent=2) + "\n")
     finally:
         plt.close(figure)
-    write_image_atomic(mask_image(muscle, ct), out_dir / "muscle.nii.gz")
-    if prediction.section_mask is not None:
-        write_image_atomic(mask_image(prediction.section_mask, ct), out_dir / "c3_section.nii.gz")
-    write_text_atomic(out_dir / "result.json", json.dumps(result, indent=2) + "\n")
     return result

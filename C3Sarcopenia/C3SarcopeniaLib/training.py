@@ -8,7 +8,6 @@ Each fold checkpoints as it goes, so an interrupted run resumes where it stopped
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -25,7 +24,7 @@ from monai.transforms import (Compose, MapTransform, RandAffined, RandCropByPosN
 
 from . import imaging
 from .errors import InputError
-from .fileio import write_atomic, write_text_atomic
+from .fileio import read_csv_rows, write_atomic, write_text_atomic
 from .models import (Ensemble, ModelCard, build_unet, fold_weights_path, load_fold_net,
                      resolve_device, save_fold_weights)
 from .pipeline import centre_z_mm, fold_masks, muscle_network_input, section_network_input
@@ -46,13 +45,11 @@ class TrainingCase:
     grid: sitk.Image | None = None  # section stage: geometry of images[0]
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    """Manifest rows with file paths resolved against the manifest's folder."""
+def read_manifest(path: str | Path, required: tuple[str, ...] = ("case_id", "ct")) -> list[dict]:
+    """Manifest rows with file paths resolved against the manifest's folder; a manifest
+    without the ``required`` columns is refused with the header it needs."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: give the manifest.csv of a cohort.")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = [row for _, row in read_csv_rows(path, required, "the manifest.csv of a cohort")]
     if not rows:
         raise InputError(f"{path} lists no cases.")
     for row in rows:

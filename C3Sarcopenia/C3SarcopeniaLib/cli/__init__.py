@@ -1,4 +1,7 @@
-"""The ``c3sarcopenia`` command: one sub-command per job, errors as one line and exit 2."""
+"""The ``c3sarcopenia`` command: one sub-command per job, errors as one line and exit 2.
+
+The sub-command modules import nothing heavy (torch, SimpleITK, matplotlib...) at the top,
+so that --help, argument checks and refusals of missing files answer at once."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import sys
 
 from .. import __version__
 from ..errors import Cancelled, InputError
+from ..fileio import os_error_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print("c3sarcopenia: cancelled; nothing was written for the unfinished step.",
               file=sys.stderr)
         return 130
+    except OSError as error:  # a full disk, a folder that vanished, a permission: no traceback
+        print(f"c3sarcopenia: error: {os_error_line(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..fileio import check_output_folder
 from ..cohort.levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
 
 
@@ -65,6 +66,7 @@ def register(subparsers) -> None:
 def run_sheets(args: argparse.Namespace) -> int:
     from ..annotate import make_sheets
 
+    check_output_folder(args.out)
     levels = read_levels(args.levels)
     locate = _locator(Path(args.source), args.ct_pattern)
     out = Path(args.out)
@@ -97,6 +99,7 @@ def run_draw(args: argparse.Namespace) -> int:
     from ..annotate import sheets as sh
     from ..annotate.regions import load_sheets
 
+    check_output_folder(args.out)
     chosen = [r for r in rd.read_readings(args.readings) if not args.case or r.case in args.case]
     if not chosen:
         raise InputError("no reading to draw: check --case against the readings CSV.")
@@ -142,6 +145,7 @@ def run_consensus(args: argparse.Namespace) -> int:
     from ..annotate import consensus
     from ..annotate.regions import load_sheets
 
+    check_output_folder(args.out)
     sheets = load_sheets(args.sheets)
     all_readings = [reading for readings in _valid_readings(args.readings, sheets).values()
                     for reading in readings]

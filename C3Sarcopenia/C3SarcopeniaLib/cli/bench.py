@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..fileio import check_output_folder
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -33,6 +35,7 @@ def register(subparsers) -> None:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     from ..bench import BenchOptions, format_table, run_bench
 
     options = BenchOptions(args.out, args.models, args.real_ct, args.repeats,

@@ -9,7 +9,11 @@ from pathlib import Path
 
 from .core import add_model_arguments, command_line, load_stage_models
 from ..errors import InputError
+from ..fileio import check_output_file, check_output_folder, remove_outputs
 from ..measures import SMI_CUTOFF_CM2_M2
+
+# What ingest writes last: a failed or interrupted ingest must leave neither, nor old ones.
+INGEST_TABLES = ("manifest.csv", "ingest_report.csv")
 
 
 def register(subparsers) -> None:
@@ -60,6 +64,7 @@ def _add_ingest(subparsers) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    remove_outputs(check_output_folder(args.out), INGEST_TABLES)
     from ..cohort.ingest import ClinicalColumns, ingest_cohort
 
     columns = ClinicalColumns(args.id_column, args.age, args.sex, args.height_cm,
@@ -93,6 +98,9 @@ def _add_batch(subparsers) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
+    if args.save_dir is not None:
+        check_output_folder(args.save_dir, "--save-dir")
     from ..cohort.batch import find_cases
     from ..cohort.batch import run_batch as measure_all
 
@@ -134,11 +142,13 @@ def _add_evaluate(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..cohort.evaluation import evaluate
-
     if args.record_in_cards and not args.data:
         raise InputError("--record-in-cards needs --data saying what the evaluated cases are "
                          "(phantoms or patients, how many, where from).")
+    check_output_folder(args.out)
+    from ..cohort.evaluation import OUTPUT_FILES, evaluate
+
+    remove_outputs(args.out, OUTPUT_FILES)
     metrics = evaluate(args.manifest, args.out, load_stage_models(args, "section"),
                        load_stage_models(args, "muscle"),
                        lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr))
@@ -231,8 +241,10 @@ def _add_survival(subparsers) -> None:
 
 
 def run_survival(args: argparse.Namespace) -> int:
-    from ..cohort.survival import SurvivalColumns, analyse_survival, comparison_text, write_survival
+    from ..cohort.survival import (OUTPUT_FILES, SurvivalColumns, analyse_survival,
+                                   comparison_text, write_survival)
 
+    remove_outputs(check_output_folder(args.out), OUTPUT_FILES)
     columns = SurvivalColumns(time=args.time, event=args.event, sex=args.sex,
                               status=args.status, smi=args.smi, patient_id=args.id)
     analysis = analyse_survival(args.table, columns, args.drop_missing)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import imaging
 from ..errors import InputError
+from ..fileio import check_output_folder
 from ..measures import ClinicalInfo, parse_sex
+from ..report import remove_result, write_prediction
 from ..sample_data import SAMPLE_CLINICAL, SAMPLE_CT, SAMPLE_TRUE_C3_SLICE_K
 
 
@@ -36,6 +37,8 @@ def add_clinical_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def clinical_from_args(args: argparse.Namespace, ct_path: str | Path) -> ClinicalInfo:
+    from .. import imaging
+
     tags = imaging.read_clinical_tags(ct_path)
     return ClinicalInfo(
         age_years=args.age if args.age is not None else tags.age_years,
@@ -92,15 +95,25 @@ def load_stage_models(args: argparse.Namespace, stage: str):
     return load_ensemble(root / stage, args.device, args.folds)
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    from ..pipeline import predict
-    from ..report import write_prediction
+def prepare_result_folder(out: str | Path) -> Path:
+    """Before any work: the folder must be writable, and the previous result goes, so that
+    a run refused or failing half-way leaves no older result that reads as this CT's."""
+    out = check_output_folder(out)
+    remove_result(out)
+    return out
 
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .. import imaging
+
+    prepare_result_folder(args.out)
     ct = imaging.read_ct(args.ct)
     clinical = clinical_from_args(args, args.ct)
     if args.slice_k is None and ct.GetSize()[2] == 1:
         raise InputError(f"{args.ct} is a single slice: give --slice-k 0 to measure it "
                          "(stage 1 needs a volume).")
+    from ..pipeline import predict  # torch: only once the inputs passed their checks
+
     section_models = None if args.slice_k is not None else load_stage_models(args, "section")
     prediction = predict(ct, clinical, load_stage_models(args, "muscle"), section_models,
                          args.slice_k, ProgressPrinter(), args.scm_nodal)
@@ -161,9 +174,9 @@ def muscle_slice_from_mask(mask: np.ndarray, slice_k: int | None) -> tuple[int, 
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from ..pipeline import measure_on_slice
-    from ..report import write_prediction
+    from .. import imaging
 
+    prepare_result_folder(args.out)
     ct = imaging.read_ct(args.ct)
     clinical = clinical_from_args(args, args.ct)
     if args.tag:
@@ -173,6 +186,8 @@ def run_measure(args: argparse.Namespace) -> int:
     else:
         mask = imaging.read_mask(args.mask, ct)
     slice_k, muscle = muscle_slice_from_mask(mask, args.slice_k)
+    from ..pipeline import measure_on_slice  # torch: only once the inputs passed their checks
+
     prediction = measure_on_slice(ct, slice_k, muscle, clinical, scm_nodal=args.scm_nodal)
     print_result(write_prediction(args.out, ct, prediction), Path(args.out))
     return 0
@@ -223,6 +238,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise InputError("--n must be at least 1.")
+    check_output_folder(args.out)
     options = PhantomOptions(c3_slab_mm=args.c3_slab_mm)
     if args.c3_slab_mm is not None and not 10 <= args.c3_slab_mm <= 100:
         raise InputError("--c3-slab-mm must be between 10 and 100 mm.")

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..fileio import check_output_folder
+
 FORMAT_HELP = ("The CSV has the columns case, c3_top_z_index, c3_bottom_z_index, c3_mid_z_index, "
                "confidence (high, medium or low) and notes, optionally annotator and ct (the CT's "
                "path, relative to the CSV's folder). Indices count from 0 along the CT's third "
@@ -78,6 +80,7 @@ def run_ingest_levels(args: argparse.Namespace) -> int:
     from ..cohort.levels import (CtLocator, LevelProblems, exclude_cases, ingest_levels, problem_lines,
                          read_levels, summary)
 
+    check_output_folder(args.out)
     levels = read_levels(args.csv)
     kept = exclude_cases(levels, args.exclude)
     if args.exclude:

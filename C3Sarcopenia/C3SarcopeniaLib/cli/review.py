@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from .core import add_model_arguments, load_stage_models
 from ..errors import InputError
-from ..cohort.levels import read_levels
+from ..fileio import check_output_folder, remove_outputs, staged_outputs
+
+INDEX = "index.html"
 
 
 def register(subparsers) -> None:
@@ -35,38 +34,54 @@ def register(subparsers) -> None:
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from .. import imaging, pipeline
-    from ..cohort import review
-    from ..cohort.batch import find_cases
+    """The sheets and index.html are written into a staging folder switched in at the end:
+    an interrupted review leaves neither half of them nor the previous index."""
+    from tqdm import tqdm
 
+    from ..cohort.batch import find_cases
+    from ..cohort.levels import read_levels
+    from ..cohort.review import write_index
+
+    out = check_output_folder(args.out)
+    remove_outputs(out, (INDEX,))
     cases = find_cases(args.source)
     annotated = ({level.case: level for level in read_levels(args.levels)}
                  if args.levels else {})
     section_models = None if args.no_predict else load_stage_models(args, "section")
-    out = Path(args.out)
     sheets = []
-    for case in tqdm(cases, desc="review sheets", unit="CT", file=sys.stderr):
-        ct = imaging.read_ct(case.path)
-        level = annotated.get(case.case_id)
-        body_ks = (level.top_k, level.bottom_k) if level is not None and level.has_body else None
-        middle_k = level.middle_k if level is not None else None
-        marks = review.LevelMarks(body_ks=body_ks, body_middle_k=middle_k)
-        summary = "no prediction drawn"
-        if section_models is not None:
-            try:
-                found = pipeline.find_c3_section(ct, section_models)
-                section_ks = np.flatnonzero(found.section_mask.any(axis=(1, 2)))
-                marks = review.LevelMarks(found.c3_slice_k,
-                                          (int(section_ks[0]), int(section_ks[-1])), body_ks,
-                                          middle_k)
-                summary = f"predicted C3 slice k={found.c3_slice_k}; " + " ".join(found.warnings)
-            except InputError as error:
-                summary = f"no C3 level: {error}"
-        name = f"{case.case_id}.png"
-        if level is not None:
-            summary += f"; annotated C3 body {level.top_k}-{level.bottom_k} ({level.confidence})"
-        review.write_review_sheet(ct, out / name, case.case_id, marks)
-        sheets.append((case.case_id, name, summary))
-    review.write_index(sheets, out / "index.html")
-    print(f"{len(sheets)} review sheets: {out / 'index.html'}")
+    with staged_outputs(out, (INDEX, *(f"{case.case_id}.png" for case in cases))) as staging:
+        for case in tqdm(cases, desc="review sheets", unit="CT", file=sys.stderr):
+            summary = _write_sheet(case, annotated.get(case.case_id), section_models,
+                                   staging / f"{case.case_id}.png")
+            sheets.append((case.case_id, f"{case.case_id}.png", summary))
+        write_index(sheets, staging / INDEX)
+    print(f"{len(sheets)} review sheets: {out / INDEX}")
     return 0
+
+
+def _write_sheet(case, level, section_models, path: Path) -> str:
+    """One CT's review sheet; returns its line for the index."""
+    import numpy as np
+
+    from .. import imaging, pipeline
+    from ..cohort import review
+
+    ct = imaging.read_ct(case.path)
+    body_ks = (level.top_k, level.bottom_k) if level is not None and level.has_body else None
+    middle_k = level.middle_k if level is not None else None
+    marks = review.LevelMarks(body_ks=body_ks, body_middle_k=middle_k)
+    summary = "no prediction drawn"
+    if section_models is not None:
+        try:
+            found = pipeline.find_c3_section(ct, section_models)
+            section_ks = np.flatnonzero(found.section_mask.any(axis=(1, 2)))
+            marks = review.LevelMarks(found.c3_slice_k,
+                                      (int(section_ks[0]), int(section_ks[-1])), body_ks,
+                                      middle_k)
+            summary = f"predicted C3 slice k={found.c3_slice_k}; " + " ".join(found.warnings)
+        except InputError as error:
+            summary = f"no C3 level: {error}"
+    if level is not None:
+        summary += f"; annotated C3 body {level.top_k}-{level.bottom_k} ({level.confidence})"
+    review.write_review_sheet(ct, path, case.case_id, marks)
+    return summary

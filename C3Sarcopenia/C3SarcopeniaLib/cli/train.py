@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
 from .core import command_line
-from ..models import PRESETS, STAGES
+from ..fileio import check_output_folder
+from ..presets import PRESETS, STAGES
 
 
 def register(subparsers) -> None:
@@ -47,8 +46,10 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..training import train
+    check_output_folder(args.out)
+    from tqdm import tqdm
 
+    from ..training import train
 
     def progress_bar(total: int, label: str):
         bar = tqdm(total=total, desc=label, unit="it", file=sys.stderr, mininterval=2)

@@ -25,13 +25,17 @@ from scipy import stats
 
 from .. import imaging
 from ..errors import InputError
-from .evaluation_figures import write_figures
-from ..fileio import write_text_atomic
+from .evaluation_figures import FIGURES, write_figures
+from ..fileio import staged_outputs, write_text_atomic
 from ..measures import ClinicalInfo, measure_slice, parse_sex
 from ..models import Ensemble
 from ..pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
                        segment_muscle)
 from ..training import dice, read_manifest
+
+MANIFEST_COLUMNS = ("case_id", "ct", "c3_slice_k")
+# What evaluate writes, metrics.json (the sign of a finished evaluation) first.
+OUTPUT_FILES = ("metrics.json", "cases.csv", *FIGURES)
 
 
 @dataclass
@@ -293,9 +297,10 @@ def write_cases_csv(cases: list[CaseEvaluation], path: Path) -> None:
 def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble,
              muscle_models: Ensemble,
              progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """Evaluate every case (a failing case is recorded, the rest go on); write the report."""
-    out_dir = Path(out_dir)
-    rows = read_manifest(manifest)
+    """Evaluate every case (a failing case is recorded, the rest go on); write the report
+    into a staging folder switched into ``out_dir`` at the end (fileio.staged_outputs)."""
+    rows = read_manifest(manifest, MANIFEST_COLUMNS)
+    _check_slice_numbers(manifest, rows)
     cases = []
     for i, row in enumerate(rows):
         if progress:
@@ -310,7 +315,17 @@ def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble
     metrics.update(inter_reader_metrics(rows))
     metrics["models"] = {"section": str(section_models.folder),
                          "muscle": str(muscle_models.folder)}
-    write_figures(cases, out_dir)
-    write_cases_csv(cases, out_dir / "cases.csv")
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    with staged_outputs(out_dir, OUTPUT_FILES) as staging:
+        write_figures(cases, staging)
+        write_cases_csv(cases, staging / "cases.csv")
+        write_text_atomic(staging / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _check_slice_numbers(manifest: str | Path, rows: list[dict]) -> None:
+    """Every case needs its true C3 slice: refused up front, naming the case, not mid-run."""
+    for row in rows:
+        if not (row["c3_slice_k"] or "").strip().isdigit():
+            raise InputError(f"{Path(manifest).name}: case {row['case_id']} has c3_slice_k "
+                             f"{row['c3_slice_k']!r}, not a slice number: evaluate needs the "
+                             "true C3 slice of every case.")

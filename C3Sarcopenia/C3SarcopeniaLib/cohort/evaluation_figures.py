@@ -98,13 +98,18 @@ def _identity_line(axis) -> None:
     axis.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
 
 
+FIGURES = ("dsc_boxplots.png", "slice_error_histogram.png", "csa_scatter.png",
+           "csa_difference_histogram.png", "smi_scatter_by_sex.png")
+
+
 def write_figures(cases, out_dir: Path) -> None:
     """The DSC and slice-error figures; the CSA and SMI ones when some case has a true muscle
     (cases with a C3 level only have none)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    dsc_boxplots(cases, out_dir / "dsc_boxplots.png")
-    slice_error_histogram(cases, out_dir / "slice_error_histogram.png")
+    boxplots, errors, scatter, differences, smi = (out_dir / name for name in FIGURES)
+    dsc_boxplots(cases, boxplots)
+    slice_error_histogram(cases, errors)
     if _values(cases, "csa_true_cm2"):
-        csa_scatter(cases, out_dir / "csa_scatter.png")
-        csa_difference_histogram(cases, out_dir / "csa_difference_histogram.png")
-        smi_scatter(cases, out_dir / "smi_scatter_by_sex.png")
+        csa_scatter(cases, scatter)
+        csa_difference_histogram(cases, differences)
+        smi_scatter(cases, smi)

@@ -4,7 +4,8 @@ This is the outcome analysis that motivates measuring muscle at C3 (Naser et al.
 does depleted skeletal muscle go with shorter survival? Men and women are analysed apart
 because the Prado cut-offs that define depletion differ by sex. The input is a clinical
 table as exported from a spreadsheet, so the reader accepts its usual spellings and refuses,
-with the rows named, anything it would otherwise have to guess.
+with the rows named, anything it would otherwise have to guess. pandas, lifelines and
+matplotlib are imported where the analysis needs them: a bad table is refused at once.
 """
 
 from __future__ import annotations
@@ -18,23 +19,20 @@ import textwrap
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from lifelines import CoxPHFitter, KaplanMeierFitter  # noqa: E402
-from lifelines.exceptions import ConvergenceError, ConvergenceWarning  # noqa: E402
-from lifelines.plotting import add_at_risk_counts  # noqa: E402
-from lifelines.statistics import logrank_test  # noqa: E402
+from ..errors import InputError
+from ..fileio import staged_outputs, write_figure_atomic, write_text_atomic
+from ..measures import muscle_status, parse_sex
 
-from ..errors import InputError  # noqa: E402
-from ..fileio import write_figure_atomic, write_text_atomic  # noqa: E402
-from ..measures import muscle_status, parse_sex  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEXES = {"M": "male", "F": "female"}
+# What write_survival writes, survival.json (the sign of a finished analysis) first.
+OUTPUT_FILES = ("survival.json", *(f"km_{name}.png" for name in SEXES.values()))
 MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", "-", "?", "unknown"}
 EVENT_CODES = {"1": True, "dead": True, "died": True, "deceased": True,
                "0": False, "alive": False, "censored": False}
@@ -129,11 +127,15 @@ def read_table_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str
     """Column names and (line, row) pairs; spreadsheet exports in UTF-8 (BOM) or Windows
     encoding, separated by commas, semicolons or tabs, blank rows skipped."""
     if not path.is_file():
-        raise InputError(f"{path} does not exist: check the path to the clinical table.")
+        raise InputError(f"{path} {'is a folder' if path.is_dir() else 'does not exist'}: "
+                         "check the path to the clinical table.")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        text = path.read_text(encoding="cp1252")
+        text = _windows_text(path)
+    if "\0" in text:
+        raise InputError(f"{path} is not a text table (it holds binary data): export the "
+                         "clinical table as CSV.")
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -144,6 +146,14 @@ def read_table_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str
         if any((value or "").strip() for key, value in row.items() if key is not None):
             rows.append((reader.line_num, {k: v or "" for k, v in row.items() if k is not None}))
     return list(reader.fieldnames), rows
+
+
+def _windows_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="cp1252")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is neither UTF-8 nor Windows text: export the clinical table "
+                         "as CSV.") from None
 
 
 def _resolve_columns(columns: SurvivalColumns, header: list[str]) -> SurvivalColumns:
@@ -250,6 +260,8 @@ def compare_muscle_groups(patients: list[PatientOutcome], sex_name: str) -> Grou
     reason = _why_no_comparison(n, n_depleted, n_events, sex_name)
     if reason:
         return GroupComparison(n, n_depleted, n_events, None, None, None, reason)
+    from lifelines.statistics import logrank_test
+
     frame = _frame(patients)
     depleted = frame["depleted"] == 1
     p_value = logrank_test(frame.time[depleted], frame.time[~depleted],
@@ -270,6 +282,8 @@ def _why_no_comparison(n: int, n_depleted: int, n_events: int, sex_name: str) ->
 
 
 def _frame(patients: list[PatientOutcome]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({"time": [p.time for p in patients],
                          "event": [int(p.event) for p in patients],
                          "depleted": [int(p.depleted) for p in patients]})
@@ -282,6 +296,9 @@ def _cox_hazard_ratio(frame: pd.DataFrame) -> tuple[float | None, tuple[float, f
     When every death of one group comes before any of the other (complete separation) the
     estimate runs off to infinity: no hazard ratio is given then, only the log-rank p.
     """
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -314,27 +331,41 @@ def analyse_survival(table_path: str | Path, columns: SurvivalColumns,
 
 
 def write_survival(analysis: SurvivalAnalysis, out_dir: str | Path) -> list[Path]:
-    """km_male.png, km_female.png, then survival.json: its presence means the folder is done."""
+    """km_male.png, km_female.png, then survival.json: its presence means the folder is done.
+    They are written into a staging folder switched in at the end (fileio.staged_outputs)."""
+    plt = _pyplot()
     out_dir = Path(out_dir)
-    result = out_dir / "survival.json"
-    result.unlink(missing_ok=True)  # an old result must not pass for this one
-    written = []
-    for code, name in SEXES.items():
-        patients = [p for p in analysis.table.patients if p.sex == code]
-        figure = kaplan_meier_figure(patients, name, analysis.by_sex[name],
-                                     analysis.table.columns.time)
-        path = out_dir / f"km_{name}.png"
-        write_figure_atomic(figure, path)
-        plt.close(figure)
-        written.append(path)
-    write_text_atomic(result, json.dumps(analysis.as_json(), indent=2, allow_nan=False) + "\n")
-    return written + [result]
+    with staged_outputs(out_dir, OUTPUT_FILES) as staging:
+        for code, name in SEXES.items():
+            patients = [p for p in analysis.table.patients if p.sex == code]
+            figure = kaplan_meier_figure(patients, name, analysis.by_sex[name],
+                                         analysis.table.columns.time)
+            try:
+                write_figure_atomic(figure, staging / f"km_{name}.png")
+            finally:
+                plt.close(figure)
+        write_text_atomic(staging / OUTPUT_FILES[0],
+                          json.dumps(analysis.as_json(), indent=2, allow_nan=False) + "\n")
+    return [out_dir / name for name in (*OUTPUT_FILES[1:], OUTPUT_FILES[0])]
+
+
+def _pyplot():
+    """matplotlib's pyplot drawing off screen (figures go to files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def kaplan_meier_figure(patients: list[PatientOutcome], sex_name: str,
                         comparison: GroupComparison, time_label: str):
     """KM curves (depleted vs normal) with censoring ticks, p and HR, numbers at risk below."""
-    figure, axis = plt.subplots(figsize=(7, 5.5))
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    figure, axis = _pyplot().subplots(figsize=(7, 5.5))
     fitters = []
     for depleted, label, colour in ((True, "depleted", "tab:red"), (False, "normal", "tab:blue")):
         group = [p for p in patients if p.depleted == depleted]
