@@ -36,6 +36,7 @@ def test_bench_json_holds_consistent_figures(bench):
                 "batch_cases_per_hour", "machine", "repeats", "paper_repeats"):
         assert saved[key] is not None, key
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["torch"]
+    assert saved["command_start"]["help_s"] > 0 and saved["command_start"]["refusal_s"] > 0
     for name in ("default", "paper"):
         configuration = saved["configurations"][name]
         assert configuration["section"]["folds"] == 2
@@ -63,6 +64,7 @@ def test_table_names_every_step_and_the_speedup(bench):
     table = format_table(bench[0])
     assert "speedup (paper / default whole predict" in table and "median of 1 run" in table
     assert "whole predict (read incl.)" in table and "cases per hour" in table
+    assert "command start: --help" in table
 
 
 def test_skipped_paper_configuration_and_batch_leave_their_figures_empty(bench):
