@@ -128,6 +128,7 @@ def command_lines(tmp_path, out) -> dict:
     return {
         "predict": ["predict", missing, "--out", out],
         "measure": ["measure", "--ct", missing, "--mask", missing, "--out", out],
+        "demo": ["demo", "--out", out],
         "evaluate": ["evaluate", "--manifest", missing, "--out", out],
         "ingest": ["ingest", missing, "--clinical", missing, "--out", out],
         "survival": ["survival", missing, "--time", "t", "--event", "e", "--sex", "s",
@@ -135,7 +136,9 @@ def command_lines(tmp_path, out) -> dict:
         "train": ["train", "--manifest", missing, "--stage", "muscle", "--out", out],
         "review": ["review", missing, "--out", out],
         "muscle-sheets": ["muscle-sheets", missing, "--levels", missing, "--out", out],
+        "muscle-draw": ["muscle-draw", missing, "--sheets", missing, "--out", out],
         "muscle-consensus": ["muscle-consensus", missing, "--sheets", missing, "--out", out],
+        "bench": ["bench", "--out", out],
         "ingest-levels": ["ingest-levels", missing, "--out", out],
         "phantom": ["phantom", "--n", "1", "--out", out],
         "batch --save-dir": ["batch", missing, "--out", tmp_path / "table.csv",
