@@ -153,7 +153,7 @@ def _cut_short(path: Path) -> OSError:
 
 
 def _fsync(path: Path) -> None:
-    handle = os.open(path, os.O_RDONLY)
+    handle = os.open(path, os.O_RDWR)  # Windows flushes only a file open for writing
     try:
         os.fsync(handle)
     finally:

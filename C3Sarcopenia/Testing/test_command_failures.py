@@ -246,3 +246,19 @@ def test_an_interrupted_review_leaves_no_sheets_and_no_index(tmp_path, phantom_c
                "--no-predict"], capsys)
     assert sheets == [True, True]
     assert list(out.iterdir()) == []
+
+
+# --- the other commands that write a folder --------------------------------------------------
+
+@pytest.mark.parametrize("command, written_last", [
+    (["ingest-levels", "{missing}"], ("manifest.csv",)),
+    (["muscle-sheets", "{missing}", "--levels", "{missing}"], ("index.html",)),
+    (["muscle-consensus", "{missing}", "--sheets", "{missing}"],
+     ("manifest.csv", "agreement.csv"))])
+def test_a_failed_rerun_leaves_no_previous_index_or_manifest(tmp_path, capsys, command,
+                                                             written_last):
+    out = tmp_path / "out"
+    previous_run(out, written_last)
+    argv = [a.format(missing=tmp_path / "missing.csv") for a in command]
+    refused([*argv, "--out", out], capsys, "missing")
+    assert list(out.iterdir()) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..fileio import check_output_folder
+from ..fileio import check_output_folder, remove_outputs
 from ..cohort.levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
 
 
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
 def run_sheets(args: argparse.Namespace) -> int:
     from ..annotate import make_sheets
 
-    check_output_folder(args.out)
+    remove_outputs(check_output_folder(args.out), ("index.html",))  # written last
     levels = read_levels(args.levels)
     locate = _locator(Path(args.source), args.ct_pattern)
     out = Path(args.out)
@@ -145,7 +145,7 @@ def run_consensus(args: argparse.Namespace) -> int:
     from ..annotate import consensus
     from ..annotate.regions import load_sheets
 
-    check_output_folder(args.out)
+    remove_outputs(check_output_folder(args.out), ("manifest.csv", "agreement.csv"))
     sheets = load_sheets(args.sheets)
     all_readings = [reading for readings in _valid_readings(args.readings, sheets).values()
                     for reading in readings]

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..fileio import check_output_folder
+from ..fileio import check_output_folder, remove_outputs
 
 FORMAT_HELP = ("The CSV has the columns case, c3_top_z_index, c3_bottom_z_index, c3_mid_z_index, "
                "confidence (high, medium or low) and notes, optionally annotator and ct (the CT's "
@@ -80,7 +80,7 @@ def run_ingest_levels(args: argparse.Namespace) -> int:
     from ..cohort.levels import (CtLocator, LevelProblems, exclude_cases, ingest_levels, problem_lines,
                          read_levels, summary)
 
-    check_output_folder(args.out)
+    remove_outputs(check_output_folder(args.out), ("manifest.csv",))  # written last
     levels = read_levels(args.csv)
     kept = exclude_cases(levels, args.exclude)
     if args.exclude:
