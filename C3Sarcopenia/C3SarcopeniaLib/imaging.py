@@ -12,14 +12,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from . import dicom_series, input_checks
 from .errors import InputError
-from .measures import ClinicalInfo, parse_sex
+from .measures import ClinicalInfo
+from .nifti_checks import check_nifti
 
 HU_WINDOW = (-250.0, 250.0)
 BODY_THRESHOLD_HU = -500.0
 AIR_HU = -1024.0
-_DICOM_TAGS = {"modality": "0008|0060", "age": "0010|1010", "sex": "0010|0040",
-               "size_m": "0010|1020", "weight_kg": "0010|1030"}
+_READING_WARNINGS_KEY = "C3Sarcopenia_reading_warnings"
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 _IN_PLANE = np.array([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1),
                       np.zeros((3, 3), bool)])  # 4-connected within an axial slice only
@@ -29,12 +30,16 @@ def read_ct(path: str | Path) -> sitk.Image:
     """A CT in Hounsfield units as a 3D float32 image, from a file or a DICOM folder.
 
     A folder may hold several series: the CT series with the most slices is taken.
-    A single slice comes back as a volume one slice deep.
+    A single slice comes back as a volume one slice deep. What reading found worth a
+    reviewer's eye (a gantry tilt, DICOM tags not used) is in ``reading_warnings``.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist: check the path to the CT.")
-    image = _read_dicom_folder(path) if path.is_dir() else _read_file(path)
+    if path.is_dir():
+        image, warnings = dicom_series.read_ct_series(dicom_series.ct_series_files(path))
+    else:
+        image, warnings = _read_file(path)
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
@@ -47,48 +52,31 @@ def read_ct(path: str | Path) -> sitk.Image:
         raise InputError(f"{path} contains NaN or infinite voxels: re-export the CT from "
                          "the scanner or PACS.")
     check_axial(image, str(path))
+    input_checks.check_hounsfield(sitk.GetArrayViewFromImage(image), str(path))
+    image.SetMetaData(_READING_WARNINGS_KEY, "\n".join(warnings))
     return image
 
 
-def _read_file(path: Path) -> sitk.Image:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+def reading_warnings(ct: sitk.Image) -> list[str]:
+    """The warnings read_ct found; kept in the image's own metadata, so that they reach
+    result.json whichever command or panel read the CT."""
+    if not ct.HasMetaDataKey(_READING_WARNINGS_KEY):
+        return []
+    return [w for w in ct.GetMetaData(_READING_WARNINGS_KEY).split("\n") if w]
+
+
+def _read_file(path: Path) -> tuple[sitk.Image, list[str]]:
+    check_nifti(path)
     try:
-        reader.ReadImageInformation()
+        reader = dicom_series.file_header(path)
     except RuntimeError:
         raise InputError(f"{path} could not be read as an image: use NIfTI, NRRD, MHA or "
                          "DICOM.") from None
-    if reader.HasMetaDataKey(_DICOM_TAGS["modality"]):
-        _check_modality(reader.GetMetaData(_DICOM_TAGS["modality"]), path)
-    return reader.Execute()
-
-
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    series = []
-    for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
-        if file_modality(files[0]) in ("CT", None):
-            series.append(files)
-    if not series:
-        raise InputError(f"{folder} holds no CT DICOM series: point to the folder of the "
-                         "CT series, or to a NIfTI/NRRD file.")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(max(series, key=len))
-    return reader.Execute()
-
-
-def file_modality(dicom_file: str) -> str | None:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(dicom_file)
-    reader.ReadImageInformation()
-    key = _DICOM_TAGS["modality"]
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else None
-
-
-def _check_modality(modality: str, path: Path) -> None:
-    if modality.strip() not in ("CT", ""):
-        raise InputError(f"{path} is a {modality.strip()} image, not a CT: C3Sarcopenia "
-                         "measures muscle in Hounsfield units and needs a CT.")
+    warnings = []
+    if reader.HasMetaDataKey(dicom_series.TAGS["modality"]):  # a DICOM slice
+        dicom_series.check_modality(dicom_series.tag(reader, "modality"), path)
+        warnings = dicom_series.header_warnings(reader)
+    return reader.Execute(), warnings
 
 
 def check_axial(image: sitk.Image, name: str = "the CT") -> None:
@@ -256,66 +244,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def read_clinical_tags(path: str | Path) -> ClinicalInfo:
-    """Age, sex, height and weight from a DICOM file or series folder, where present.
-
-    Empty, zero or implausible tags are left unknown rather than trusted.
-    """
-    path = Path(path)
-    dicom_file = path
-    if path.is_dir():
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        if not ids:
-            return ClinicalInfo()
-        dicom_file = Path(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), ids[0])[0])
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(dicom_file))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return ClinicalInfo()
-
-    def tag(name: str) -> str | None:
-        key = _DICOM_TAGS[name]
-        value = reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
-        return value or None
-
-    fields = {"age_years": _age_years(tag("age")), "sex": _safe_sex(tag("sex")),
-              "height_cm": _positive(tag("size_m"), scale=100.0),
-              "weight_kg": _positive(tag("weight_kg"))}
-    return _plausible_only(fields)
-
-
-def _age_years(text: str | None) -> float | None:
-    """DICOM ages look like '057Y'; months, weeks and days are children, not our patients."""
-    if not text or not text[:-1].isdigit() or text[-1].upper() != "Y":
-        return None
-    return float(int(text[:-1]))
-
-
-def _safe_sex(text: str | None) -> str | None:
-    try:
-        return parse_sex(text)
-    except InputError:
-        return None
-
-
-def _positive(text: str | None, scale: float = 1.0) -> float | None:
-    try:
-        value = float(text) * scale
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
-
-
-def _plausible_only(fields: dict) -> ClinicalInfo:
-    kept = {}
-    for name, value in fields.items():
-        try:
-            ClinicalInfo(**{name: value})
-            kept[name] = value
-        except InputError:
-            kept[name] = None
-    return ClinicalInfo(**kept)
+    """Age, sex, height and weight from a DICOM file or series folder, where present;
+    implausible tags are left unknown (and named in the reading warnings of read_ct)."""
+    return dicom_series.clinical_tags(path)[0]
 
 
 SECTION_THICKNESS_MM = 33.0
@@ -372,6 +303,7 @@ def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist: check the path to the mask.")
+    check_nifti(path, "mask")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
@@ -380,5 +312,6 @@ def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
         image = sitk.JoinSeries(image)
     check_same_grid(image, ct, f"the mask {path.name}")
     labels = sitk.GetArrayFromImage(image)
+    input_checks.check_label_mask(labels, f"the mask {path.name}")
     grouped = np.isin(labels, (0, 1, 2, 3)).all()
     return labels.astype(np.uint8) if grouped else (labels != 0).astype(np.uint8)

@@ -18,6 +18,10 @@ SCM_SIDES = {"right": "scm_right", "left": "scm_left"}
 # Prado et al. 2008 lumbar SMI cut-offs (cm^2/m^2) for depleted skeletal muscle.
 SMI_CUTOFF_CM2_M2 = {"M": 52.4, "F": 38.5}
 _SEX_CODE = {"F": 1, "M": 2}  # coding of the L3 regression (female 1, male 2)
+# Adult C3 muscle: 15.7-67.6 cm² on 130 real necks read (data/openkbp_c3_muscle); skeletal
+# muscle averages 20-60 HU, lower with fat infiltration. Outside these a result is doubtful.
+PLAUSIBLE_C3_CSA_CM2 = (10.0, 100.0)
+PLAUSIBLE_MUSCLE_MEAN_HU = (0.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -166,3 +170,20 @@ def measure_slice(hu_slice: np.ndarray, muscle_mask: np.ndarray,
     smi = smi_cm2_m2(l3, clinical.height_cm) if l3 is not None and clinical.height_cm else None
     return SarcopeniaMeasures(csa, mean_hu, l3, smi, muscle_status(smi, clinical.sex),
                               *(groups.get(group) for group in MUSCLE_GROUPS))
+
+
+def implausibility_warnings(measures: SarcopeniaMeasures) -> list[str]:
+    """A C3 CSA or mean HU outside what adult necks show: the slice, the mask or the CT's
+    units may be wrong, so the figures should not be used before a look."""
+    warnings = []
+    low, high = PLAUSIBLE_C3_CSA_CM2
+    if not low <= measures.muscle_csa_cm2 <= high:
+        warnings.append(f"the C3 muscle CSA of {measures.muscle_csa_cm2:.1f} cm^2 is outside "
+                        f"the {low:g}-{high:g} cm^2 of adult necks: check the slice, the mask "
+                        "and the CT before using it.")
+    low, high = PLAUSIBLE_MUSCLE_MEAN_HU
+    if measures.muscle_mean_hu is not None and not low <= measures.muscle_mean_hu <= high:
+        warnings.append(f"the muscle's mean of {measures.muscle_mean_hu:.0f} HU is outside the "
+                        f"{low:g}-{high:g} HU of skeletal muscle: check the mask and the CT "
+                        "before using it.")
+    return warnings

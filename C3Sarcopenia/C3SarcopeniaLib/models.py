@@ -162,10 +162,14 @@ def load_ensemble(folder: str | Path, device: str | None = None,
     folder = Path(folder)
     card = ModelCard.load(folder)
     paths = sorted(folder.glob("fold*.pt"), key=lambda p: int(p.stem[4:]))
-    if n_folds is not None:
-        paths = paths[:n_folds]
     if not paths:
         raise InputError(f"{folder} has no trained folds (fold*.pt): train it first.")
+    if n_folds is not None:
+        if not 1 <= n_folds <= len(paths):
+            raise InputError(f"{n_folds} folds cannot be used: {folder} holds {len(paths)} "
+                             f"trained folds of its {card.folds}-fold ensemble; give --folds "
+                             f"1 to {len(paths)}.")
+        paths = paths[:n_folds]
     torch_device = resolve_device(device)
     return Ensemble(card, [load_fold_net(card, path, torch_device) for path in paths],
                     torch_device, folder)

@@ -15,9 +15,10 @@ import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
 
-from . import guards, imaging
+from . import guards, imaging, input_checks
 from .errors import SYNTHETIC_MODELS_WARNING, InputError
-from .measures import ClinicalInfo, SarcopeniaMeasures, chargi_warning, measure_slice
+from .measures import (ClinicalInfo, SarcopeniaMeasures, chargi_warning,
+                       implausibility_warnings, measure_slice)
 from .models import Ensemble
 
 Progress = Callable[[float, str], None]
@@ -188,6 +189,7 @@ def find_c3_section(ct: sitk.Image, models: Ensemble,
                          "(--slice-k 0) to measure it.")
     _report(progress, 0.0, "Finding C3: preparing the CT")
     net_input = section_network_input(ct, models.card.spacing_mm)
+    input_checks.check_head_up(net_input.body, net_input.grid.GetSpacing())
     masks = fold_masks(models, net_input.image, progress, (0.05, 0.9), "Finding C3")
     masks = [m & net_input.body for m in masks]
     _report(progress, 0.9, "Finding C3: mapping the section to the CT")
@@ -327,7 +329,9 @@ def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray
     hu = sitk.GetArrayViewFromImage(ct)[slice_k]
     measures = measure_slice(hu, muscle_slice_mask, imaging.pixel_spacing_mm(ct), clinical,
                              scm_nodal)
-    warnings = list(warnings or []) + ([chargi_warning(scm_nodal)] if scm_nodal else [])
+    warnings = (imaging.reading_warnings(ct) + list(warnings or [])
+                + ([chargi_warning(scm_nodal)] if scm_nodal else [])
+                + implausibility_warnings(measures))
     return Prediction(slice_k, imaging.slice_z_mm(ct, slice_k), measures, muscle_slice_mask,
                       section_mask, warnings)
 

@@ -106,7 +106,8 @@ def _all_or_none(numbers: dict[str, float | None], *keys: str) -> tuple[float, .
 def read_tag(path: str | Path) -> tuple[TagHeader, np.ndarray]:
     """Header and labels of a tag file; labels as a (z, y, x) uint8 array in DICOM row order.
 
-    Bytes after the x*y*z labels (padding some writers add) are ignored.
+    Zero bytes after the x*y*z labels (padding some writers add) are ignored; any other
+    extra byte means the header does not describe the labels, and is refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,6 +123,10 @@ def read_tag(path: str | Path) -> tuple[TagHeader, np.ndarray]:
     if labels.size < x * y * z:
         raise InputError(f"{path.name} is truncated: its header announces {x}x{y}x{z} labels "
                          f"but it holds {labels.size} bytes of labels. Copy the file again.")
+    if labels[x * y * z:].any():
+        raise InputError(f"{path.name} holds {labels.size} bytes of labels but its header "
+                         f"announces {x}x{y}x{z} = {x * y * z}: the header does not describe "
+                         "the labels. Export the tags again from sliceOmatic.")
     return header, labels[:x * y * z].reshape(z, y, x).copy()
 
 
@@ -195,7 +200,8 @@ def tag_mask_for_image(tag_path: str | Path, image: sitk.Image,
     """The muscle mask of a tag file on the image's grid, in ``GetArrayFromImage`` order.
 
     The tag must have the image's slice size and pixel spacing (within 1 %). A one-slice tag
-    of a multi-slice CT is placed on the CT slice its ``org_*`` position falls on.
+    is placed on the CT slice its ``org_*`` position falls on, and refused when none is there:
+    a tag beside a copy of another slice must not label it.
     """
     tag_path = Path(tag_path)
     header, labels = read_tag(tag_path)
@@ -207,11 +213,12 @@ def tag_mask_for_image(tag_path: str | Path, image: sitk.Image,
         found = ", ".join(str(v) for v in np.unique(labels) if v) or "none"
         raise InputError(f"{name} has no pixels labelled {_list(muscle_values)} (labels "
                          f"present: {found}): give the muscle label(s) with --tag-values.")
-    if header.size[2] == size[2]:
-        full = mask
-    elif header.size[2] == 1:
+    placed = image.GetDimension() == 3 and (header.origin_mm is not None or size[2] > 1)
+    if header.size[2] == 1 and placed:  # by its position, even on a one-slice CT
         full = np.zeros(size[::-1], dtype=bool)
         full[_slice_of_single_tag(header, image, name)] = mask[0]
+    elif header.size[2] == size[2]:
+        full = mask
     else:
         raise InputError(f"{name} has {header.size[2]} slices but the CT has {size[2]}: give "
                          "the CT series the tags were drawn on, or a one-slice tag.")

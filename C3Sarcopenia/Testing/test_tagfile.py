@@ -78,7 +78,7 @@ def test_trailing_padding_after_the_labels_is_ignored(tmp_path):
 
 def test_rows_follow_the_dicom_pixel_order(tmp_path):
     """Labels written in pydicom's pixel order land on the same voxels SimpleITK reads."""
-    hu = np.zeros((6, 8), np.int16)
+    hu = np.full((6, 8), -1000, np.int16)  # air, so that it reads as a CT in HU
     hu[0, :3] = 100  # an L in the top-left corner and one pixel bottom-right: no symmetry
     hu[:4, 0] = 100
     hu[5, 7] = 100

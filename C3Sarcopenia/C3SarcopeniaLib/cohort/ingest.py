@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from .. import imaging
+from .. import dicom_series, imaging, input_checks
 from ..errors import InputError
 from ..fileio import write_image_atomic, write_text_atomic
 from ..measures import ClinicalInfo, parse_sex
@@ -63,8 +63,12 @@ class ClinicalTable:
             for role, name in vars(columns).items()})
         id_column = self.columns.patient_id or header[0]
         self._rows: dict[str, list[dict[str, str]]] = {}
+        self.patient_ids: list[str] = []  # as written in the table, in its order
         for _, row in rows:
-            self._rows.setdefault(row[id_column].strip().casefold(), []).append(row)
+            patient_id = row[id_column].strip()
+            if patient_id and patient_id.casefold() not in self._rows:
+                self.patient_ids.append(patient_id)
+            self._rows.setdefault(patient_id.casefold(), []).append(row)
 
     def fields(self, patient_id: str) -> dict[str, str]:
         """The manifest's clinical (and survival) cells for one patient."""
@@ -142,10 +146,12 @@ def _largest_ct_series(folder: Path, exclude: Path) -> list[str]:
     found = []
     for directory, _, names in os.walk(folder):
         if all(_is_segmentation_name(name) for name in names):
-            continue  # nothing to look at (and GDCM would warn)
-        for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory) or ():
-            files = [f for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, series_id)
-                     if Path(f).resolve() != exclude.resolve()]
+            continue  # nothing to look at
+        with dicom_series.quiet_itk():
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory) or ()
+            series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, i) for i in ids]
+        for files in series:
+            files = [f for f in files if Path(f).resolve() != exclude.resolve()]
             if len(files) > 1 and _modality(files[0]) in ("CT", None):
                 found.append(files)
     if not found:
@@ -156,21 +162,16 @@ def _largest_ct_series(folder: Path, exclude: Path) -> list[str]:
 
 def _modality(dicom_file: str) -> str | None:
     try:
-        return imaging.file_modality(dicom_file)
+        return dicom_series.file_modality(dicom_file)
     except RuntimeError:  # DICOM without pixels (RTSTRUCT, SR): not an image series
         return "none"
 
 
 def read_series(files: list[str]) -> sitk.Image:
-    """The series as a HU volume, with the checks of imaging.read_ct."""
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        image = sitk.Cast(reader.Execute(), sitk.sitkFloat32)
-    except RuntimeError:
-        raise InputError(f"the CT series in {Path(files[0]).parent} could not be read: "
-                         "export it again from the PACS.") from None
+    """The series as a HU volume, with the checks of imaging.read_ct (gaps, sizes, units)."""
+    image = sitk.Cast(dicom_series.read_ct_series(files)[0], sitk.sitkFloat32)
     imaging.check_axial(image, "the CT series")
+    input_checks.check_hounsfield(sitk.GetArrayViewFromImage(image), "the CT series")
     return image
 
 
@@ -313,12 +314,22 @@ def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Pat
         except InputError as error:
             outcome.reason = str(error)
         result.outcomes.append(outcome)
+    result.outcomes += _rows_without_folder(table, folders, root)
     _write_csv(result.report, REPORT_COLUMNS, [_report_row(o) for o in result.outcomes])
     if not rows:
         raise InputError(f"none of the {len(folders)} patient folders could be ingested: the "
                          f"reasons are in {result.report} (first: {result.outcomes[0].reason})")
     _write_csv(result.manifest, (*MANIFEST_COLUMNS, *survival), rows)
     return result
+
+
+def _rows_without_folder(table: ClinicalTable, folders: list[Path],
+                         root: Path) -> list[CaseOutcome]:
+    """Patients of the clinical table with no folder: a misspelt folder or a missing export."""
+    named = {folder.name.strip().casefold() for folder in folders}
+    return [CaseOutcome(patient_id, reason=f"{table.name} has a row for {patient_id} but {root} "
+                        "has no folder of that name: check the folder's name or add its export.")
+            for patient_id in table.patient_ids if patient_id.casefold() not in named]
 
 
 def _report_row(outcome: CaseOutcome) -> dict[str, str]:
