@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,8 +20,10 @@ from .overlay import overlay_figure
 from .pipeline import Prediction
 
 
-def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction) -> dict:
-    """Write the result folder and return what went into result.json."""
+def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction,
+                     dicom_writer: Callable[[Path, Prediction], list[Path]] | None = None) -> dict:
+    """Write the result folder and return what went into result.json; ``dicom_writer``
+    (dicomout.dicom_results_writer) adds the DICOM SEG and SR before it."""
     out_dir = Path(out_dir)
     (out_dir / "result.json").unlink(missing_ok=True)  # an old result must not pass for this one
     result = prediction.as_dict()
@@ -34,5 +37,7 @@ def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction
     write_image_atomic(mask_image(muscle, ct), out_dir / "muscle.nii.gz")
     if prediction.section_mask is not None:
         write_image_atomic(mask_image(prediction.section_mask, ct), out_dir / "c3_section.nii.gz")
+    if dicom_writer is not None:
+        dicom_writer(out_dir, prediction)
     write_text_atomic(out_dir / "result.json", json.dumps(result, indent=2) + "\n")
     return result

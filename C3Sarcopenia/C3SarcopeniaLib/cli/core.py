@@ -92,11 +92,20 @@ def load_stage_models(args: argparse.Namespace, stage: str):
     return load_ensemble(root / stage, args.device, args.folds)
 
 
+def dicom_writer_for(ct_path: str | Path, ct, automatic: bool = True):
+    """The DICOM SEG and SR writer for a DICOM CT; None for another input."""
+    from ..dicomout import dicom_results_writer
+    from ..dicomout.source import is_dicom_input
+
+    return dicom_results_writer(ct_path, ct, automatic) if is_dicom_input(ct_path) else None
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from ..pipeline import predict
     from ..report import write_prediction
 
     ct = imaging.read_ct(args.ct)
+    dicom_writer = dicom_writer_for(args.ct, ct)
     clinical = clinical_from_args(args, args.ct)
     if args.slice_k is None and ct.GetSize()[2] == 1:
         raise InputError(f"{args.ct} is a single slice: give --slice-k 0 to measure it "
@@ -104,7 +113,7 @@ def run_predict(args: argparse.Namespace) -> int:
     section_models = None if args.slice_k is not None else load_stage_models(args, "section")
     prediction = predict(ct, clinical, load_stage_models(args, "muscle"), section_models,
                          args.slice_k, ProgressPrinter(), args.scm_nodal)
-    result = write_prediction(args.out, ct, prediction)
+    result = write_prediction(args.out, ct, prediction, dicom_writer)
     print_result(result, Path(args.out))
     return 0
 
@@ -174,7 +183,8 @@ def run_measure(args: argparse.Namespace) -> int:
         mask = imaging.read_mask(args.mask, ct)
     slice_k, muscle = muscle_slice_from_mask(mask, args.slice_k)
     prediction = measure_on_slice(ct, slice_k, muscle, clinical, scm_nodal=args.scm_nodal)
-    print_result(write_prediction(args.out, ct, prediction), Path(args.out))
+    dicom_writer = dicom_writer_for(args.ct, ct, automatic=False)
+    print_result(write_prediction(args.out, ct, prediction, dicom_writer), Path(args.out))
     return 0
 
 
