@@ -98,7 +98,8 @@ def test_seg_and_sr_round_trip(tmp_path, case, tiny_models, command, order):
     assert raw.PatientID == any_source.PatientID
     assert raw.StudyInstanceUID == any_source.StudyInstanceUID
     assert raw.FrameOfReferenceUID == any_source.FrameOfReferenceUID
-    assert raw.SOPInstanceUID not in source and raw.SeriesInstanceUID != any_source.SeriesInstanceUID
+    assert raw.SOPInstanceUID not in source
+    assert raw.SeriesInstanceUID != any_source.SeriesInstanceUID
     assert raw.ReferencedSeriesSequence[0].SeriesInstanceUID == any_source.SeriesInstanceUID
     assert {sop_uid for _, _, sop_uid in seg.get_source_image_uids()} <= set(source)
     # each frame says which source slice it lies on, and the muscle lies on the C3 slice
@@ -147,7 +148,8 @@ def check_report(path: Path, result: dict, seg: pydicom.Dataset, uid_to_k: dict,
     items = list(_items(report.ContentSequence))
     whole = next(i for i in items if i.ValueType == "CONTAINER" and any(
         c.get("TextValue") == "C3 skeletal muscle" for c in i.get("ContentSequence", [])))
-    numbers = {i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
+    numbers = {i.ConceptNameCodeSequence[0].CodeValue:
+               float(i.MeasuredValueSequence[0].NumericValue)
                for i in whole.ContentSequence if i.ValueType == "NUM"}
     assert numbers[codes.SCT.Area.value] == pytest.approx(result["muscle_csa_cm2"], rel=1e-6)
     assert numbers[codes.DCM.MeanAttenuationCoefficient.value] == pytest.approx(
