@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from .. import imaging
 from ..errors import InputError
@@ -92,8 +93,9 @@ def load_stage_models(args: argparse.Namespace, stage: str):
     return load_ensemble(root / stage, args.device, args.folds)
 
 
-def dicom_writer_for(ct_path: str | Path, ct, automatic: bool = True):
-    """The DICOM SEG and SR writer for a DICOM CT; None for another input."""
+def dicom_writer_for(ct_path: str | Path, ct: sitk.Image, automatic: bool = True):
+    """The DICOM SEG and SR writer (dicomout.dicom_results_writer) for a DICOM CT; None for
+    another input."""
     from ..dicomout import dicom_results_writer
     from ..dicomout.source import is_dicom_input
 
