@@ -18,7 +18,8 @@ from pydicom.sr.codedict import codes
 from .. import __version__
 from ..fileio import write_atomic
 from ..measures import MUSCLE_GROUPS, SarcopeniaMeasures
-from ..terminology import C3_VERTEBRA, MUSCLE_GROUP_CODES, SKELETAL_MUSCLE_CODES
+from ..terminology import (C3_VERTEBRA, MUSCLE_GROUP_CODES, SEGMENT_CODES,
+                           SKELETAL_MUSCLE_CODES)
 from .seg import ALGORITHM_NAME, MANUFACTURER, coded
 
 SR_SERIES_NUMBER = 9302
@@ -61,35 +62,24 @@ def _muscle_group(measures: SarcopeniaMeasures,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(c3_image)])
 
 
-def _segment_frames(segmentation: pydicom.Dataset) -> dict[int, int]:
-    """Segment number -> its (first) frame number in the SEG."""
-    frames: dict[int, int] = {}
-    for number, frame in enumerate(segmentation.PerFrameFunctionalGroupsSequence, start=1):
-        segment = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        frames.setdefault(segment, number)
-    return frames
-
-
 def _segment_groups(measures: SarcopeniaMeasures, segmentation: pydicom.Dataset
-                    ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
-    """Each muscle segment's CSA, referencing its frame of the SEG on the C3 slice."""
+                    ) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
+    """Each muscle segment's CSA, referencing that segment of the SEG (TID 1411: a
+    segment reference; the segment lies on the C3 slice alone)."""
     group_csa = {MUSCLE_GROUP_CODES[group].label: getattr(measures, f"{group}_csa_cm2")
                  for group in MUSCLE_GROUPS}
     group_csa[SKELETAL_MUSCLE_CODES.label] = measures.muscle_csa_cm2
-    frames = _segment_frames(segmentation)
     groups = []
     for segment in segmentation.SegmentSequence:
         csa = group_csa.get(segment.SegmentLabel)
         if csa is None:  # the C3 section, or a group the mask does not have
             continue
-        number = int(segment.SegmentNumber)
-        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
                                                          identifier=segment.SegmentLabel),
-            referenced_segment=hd.sr.ReferencedSegmentationFrame.from_segmentation(
-                segmentation, frame_number=frames[number], segment_number=number),
-            finding_type=hd.sr.CodedConcept.from_dataset(
-                segment.SegmentedPropertyTypeCodeSequence[0]),
+            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
+                segmentation, segment_number=int(segment.SegmentNumber)),
+            finding_type=coded(SEGMENT_CODES[segment.SegmentLabel].type),
             algorithm_id=_algorithm(),
             measurements=[hd.sr.Measurement(name=codes.SCT.Area, value=csa, unit=CM2,
                                             algorithm_id=_algorithm())]))
@@ -109,10 +99,15 @@ def build_report(measures: SarcopeniaMeasures, c3_image: pydicom.Dataset,
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
         imaging_measurements=[_muscle_group(measures, c3_image),
                               *_segment_groups(measures, segmentation)])
-    return hd.sr.Comprehensive3DSR(
+    document = hd.sr.Comprehensive3DSR(
         evidence=[c3_image, segmentation], content=report[0], series_instance_uid=hd.UID(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, series_description="C3 muscle measures")
+    document.CodingSchemeIdentificationSequence = [pydicom.Dataset()]  # declares the local codes
+    document.CodingSchemeIdentificationSequence[0].update(
+        {"CodingSchemeDesignator": LOCAL_SCHEME, "CodingSchemeName": "C3Sarcopenia measures",
+         "CodingSchemeResponsibleOrganization": ALGORITHM_NAME})
+    return document
 
 
 def write_report(report: hd.sr.Comprehensive3DSR, path: Path) -> Path:
