@@ -21,7 +21,7 @@ from . import imaging
 from .errors import InputError
 from .fileio import write_image_atomic
 from .cohort.levels import C3Level, write_level_row
-from .terminology import slicer_terminology_entry
+from .terminology import set_slicer_terminology
 from .measures import (SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, chargi_warning,
                        measure_slice)
 
@@ -233,7 +233,7 @@ def set_segment_mask(segmentation_node, volume_node, name: str, mask: np.ndarray
     if existing is None:
         created = segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(labelmap, name,
                                                                                list(color))
-        set_terminology(segmentation_node.GetSegmentation().GetSegment(created), name)
+        set_slicer_terminology(segmentation_node.GetSegmentation().GetSegment(created), name)
         return created
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     # MODE_REPLACE without an extent replaces the whole segment, other slices included.
@@ -241,14 +241,6 @@ def set_segment_mask(segmentation_node, volume_node, name: str, mask: np.ndarray
                                             logic.MODE_REPLACE):
         raise RuntimeError(f"could not write the '{name}' segment")
     return existing
-
-
-def set_terminology(segment, name: str) -> None:
-    """The segment's standard codes (terminology.py, the same as in the DICOM SEG), in the
-    tag Slicer's Segment Editor shows and .seg.nrrd keeps."""
-    entry = slicer_terminology_entry(name)
-    if entry is not None:
-        segment.SetTag(segment.GetTerminologyEntryTagName(), entry)
 
 
 def _check_mask_grid(volume_node, mask: np.ndarray, first_slice_k: int) -> None:

@@ -66,6 +66,14 @@ def slicer_terminology_entry(segment_name: str) -> str | None:
     return None if codes is None else _serialized(codes)
 
 
+def set_slicer_terminology(segment, name: str) -> None:
+    """Tag a vtkSegment with its standard codes, as Slicer's Segment Editor shows them and
+    .seg.nrrd keeps them; a segment of another name is left as it is."""
+    entry = slicer_terminology_entry(name)
+    if entry is not None:
+        segment.SetTag(segment.GetTerminologyEntryTagName(), entry)
+
+
 def _serialized(codes: SegmentCodes) -> str:
     """The segment's terminology as Slicer stores it in the 'TerminologyEntry' tag
     (vtkSlicerTerminologiesModuleLogic::SerializeTerminologyEntry): context~category~type~
