@@ -6,10 +6,10 @@ Every code is a SNOMED CT concept of the DICOM standard's Segmentation Property 
 (CID 7150), Segmentation Property Types (CID 7151) or Laterality (CID 244), as pydicom and
 highdicom carry them (a test checks each against those context groups). Stored as plain
 (scheme, value, meaning) triples: no DICOM library is needed to read them, in Slicer either.
-Slicer's bundled terminology lists still carry older codes for two of these concepts
-(Muscle SCT 71616004, Anatomical Structure SCT 123037004, both since replaced in the
-standard); Slicer keeps and saves the tag all the same, so the Slicer segments carry exactly
-the SEG's codes.
+Slicer's bundled terminology lists carry older codes for some of these concepts (Muscle
+SCT 71616004; Anatomical Structure SCT 123037004 in its General Anatomy list), which the
+standard has since replaced; Slicer keeps and saves the tag all the same, so the Slicer
+segments carry exactly the SEG's codes.
 """
 
 from __future__ import annotations
