@@ -56,7 +56,7 @@ def write_dicom_series(ct: sitk.Image, folder: str | Path, clinical: ClinicalInf
     direction = np.array(ct.GetDirection()).reshape(3, 3)
     series_uid = series_uid or new_uid(1)
     common = {"0008|0060": modality, "0010|0020": patient_id, "0010|0010": patient_id,
-              "0020|000d": new_uid(0), "0020|000e": series_uid,
+              "0020|000d": new_uid(0), "0020|000e": series_uid, "0020|0052": new_uid(3),
               "0020|0037": "\\".join(f"{v:.6f}" for v in direction[:, :2].T.ravel()),
               "0018|0050": f"{ct.GetSpacing()[2]:.4f}", "0008|0008": "ORIGINAL\\PRIMARY\\AXIAL",
               **_patient_tags(clinical)}

@@ -18,6 +18,7 @@ from .errors import InputError
 from .fileio import write_atomic, write_text_atomic
 from .measures import MUSCLE_GROUPS
 from .presets import PRESETS
+from .shipped import models_dir
 
 CARD_NAME = "model_card.json"
 
@@ -184,13 +185,7 @@ def load_fold_net(card: ModelCard, path: Path, device: torch.device) -> torch.nn
 
 
 def default_models_dir() -> Path:
-    """The shipped models: $C3SARCOPENIA_MODELS, else ``models/`` of the source tree or the
-    Slicer module's resources."""
+    """The shipped models (shipped.models_dir), or $C3SARCOPENIA_MODELS when set."""
     if os.environ.get("C3SARCOPENIA_MODELS"):
         return Path(os.environ["C3SARCOPENIA_MODELS"])
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[1] / "models", here.parent / "Resources" / "models"):
-        if (candidate / "section").is_dir():
-            return candidate
-    return here.parents[1] / "models"
-
+    return models_dir()

@@ -21,6 +21,7 @@ from . import imaging
 from .errors import InputError
 from .fileio import write_image_atomic
 from .cohort.levels import C3Level, write_level_row
+from .terminology import set_slicer_terminology
 from .measures import (SMI_CUTOFF_CM2_M2, ClinicalInfo, SarcopeniaMeasures, chargi_warning,
                        measure_slice)
 
@@ -230,8 +231,10 @@ def set_segment_mask(segmentation_node, volume_node, name: str, mask: np.ndarray
     labelmap = _labelmap_on_grid(volume_node, mask, first_slice_k)
     existing = segment_id(segmentation_node, name)
     if existing is None:
-        return segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(labelmap, name,
-                                                                            list(color))
+        created = segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(labelmap, name,
+                                                                               list(color))
+        set_slicer_terminology(segmentation_node.GetSegmentation().GetSegment(created), name)
+        return created
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     # MODE_REPLACE without an extent replaces the whole segment, other slices included.
     if not logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, existing,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 
     from .pipeline import Prediction
 
+# The DICOM results of a DICOM CT (dicomout): the segmentation and the measures.
+DICOM_SEG_FILE = "c3_segmentation.seg.dcm"
+DICOM_SR_FILE = "c3_measures.sr.dcm"
 # Every file of a result folder, result.json (the sign of a finished run) first.
-RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png")
+RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png",
+                DICOM_SEG_FILE, DICOM_SR_FILE)
 
 
 def remove_result(out_dir: str | Path) -> None:
@@ -31,8 +35,10 @@ def remove_result(out_dir: str | Path) -> None:
     remove_outputs(out_dir, RESULT_FILES)
 
 
-def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction) -> dict:
-    """Write the result folder and return what went into result.json."""
+def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction,
+                     dicom_writer: Callable[[Path, Prediction], list[Path]] | None = None) -> dict:
+    """Write the result folder and return what went into result.json; ``dicom_writer``
+    (dicomout.dicom_results_writer) adds the DICOM SEG and SR before it."""
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
@@ -50,6 +56,8 @@ def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction
                 write_image_atomic(mask_image(prediction.section_mask, ct),
                                    staging / "c3_section.nii.gz")
             write_figure_atomic(figure, staging / "overlay.png")
+            if dicom_writer is not None:
+                dicom_writer(staging, prediction)
             write_text_atomic(staging / "result.json", json.dumps(result, indent=2) + "\n")
     finally:
         plt.close(figure)

@@ -1,10 +1,9 @@
 """The shipped sample neck CT: a synthetic phantom unlike the training ones, for demos and
 teaching. Light on imports, so the Slicer module can register it at start-up."""
 
-from pathlib import Path
+from .shipped import sample_data_dir
 
-SAMPLE_CT = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / \
-    "c3sarcopenia_sample_ct.nii.gz"
+SAMPLE_CT = sample_data_dir() / "c3sarcopenia_sample_ct.nii.gz"
 SAMPLE_SEED = 90210
 # The sample phantom's clinical fields, as a user would type them.
 SAMPLE_CLINICAL = {"age": 55, "sex": "M", "height_cm": 180.4, "weight_kg": 80.2}

@@ -93,6 +93,9 @@ def _add_batch(subparsers) -> None:
                                                                     "or resume")
     parser.add_argument("--save-dir", type=Path, metavar="DIR",
                         help="also write each case's result folder (masks, overlay) here")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="also write each case's DICOM SEG and SR into its --save-dir "
+                             "folder (DICOM cases only)")
     add_model_arguments(parser)
     parser.set_defaults(handler=run_batch)
 
@@ -105,6 +108,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..cohort.batch import run_batch as measure_all
 
     cases = find_cases(args.input)
+    if args.dicom_out and args.save_dir is None:
+        raise InputError("--dicom-out writes into each case's result folder: give --save-dir.")
     section_models = load_stage_models(args, "section")
     muscle_models = load_stage_models(args, "muscle")
 
@@ -114,7 +119,7 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"[{i + 1}/{n}] {case_id}: {outcome} ({row['seconds']} s)", file=sys.stderr)
 
     summary = measure_all(cases, args.out, section_models, muscle_models, args.save_dir,
-                          progress)
+                          progress, args.dicom_out)
     print(f"Measured {summary.measured}, failed {summary.failed} (see the error column), "
           f"skipped {summary.skipped} already in {args.out}")
     return 0

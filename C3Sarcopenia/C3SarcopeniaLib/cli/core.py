@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from ..fileio import check_output_folder
 from ..measures import ClinicalInfo, parse_sex
 from ..report import remove_result, write_prediction
 from ..sample_data import SAMPLE_CLINICAL, SAMPLE_CT, SAMPLE_TRUE_C3_SLICE_K
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 
 def register(subparsers) -> None:
@@ -103,11 +107,21 @@ def prepare_result_folder(out: str | Path) -> Path:
     return out
 
 
+def dicom_writer_for(ct_path: str | Path, ct: sitk.Image, automatic: bool = True):
+    """The DICOM SEG and SR writer (dicomout.dicom_results_writer) for a DICOM CT; None for
+    another input."""
+    from ..dicomout import dicom_results_writer
+    from ..dicomout.source import is_dicom_input
+
+    return dicom_results_writer(ct_path, ct, automatic) if is_dicom_input(ct_path) else None
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from .. import imaging
 
     prepare_result_folder(args.out)
     ct = imaging.read_ct(args.ct)
+    dicom_writer = dicom_writer_for(args.ct, ct)
     clinical = clinical_from_args(args, args.ct)
     if args.slice_k is None and ct.GetSize()[2] == 1:
         raise InputError(f"{args.ct} is a single slice: give --slice-k 0 to measure it "
@@ -117,7 +131,7 @@ def run_predict(args: argparse.Namespace) -> int:
     section_models = None if args.slice_k is not None else load_stage_models(args, "section")
     prediction = predict(ct, clinical, load_stage_models(args, "muscle"), section_models,
                          args.slice_k, ProgressPrinter(), args.scm_nodal)
-    result = write_prediction(args.out, ct, prediction)
+    result = write_prediction(args.out, ct, prediction, dicom_writer)
     print_result(result, Path(args.out))
     return 0
 
@@ -189,7 +203,8 @@ def run_measure(args: argparse.Namespace) -> int:
     from ..pipeline import measure_on_slice  # torch: only once the inputs passed their checks
 
     prediction = measure_on_slice(ct, slice_k, muscle, clinical, scm_nodal=args.scm_nodal)
-    print_result(write_prediction(args.out, ct, prediction), Path(args.out))
+    dicom_writer = dicom_writer_for(args.ct, ct, automatic=False)
+    print_result(write_prediction(args.out, ct, prediction, dicom_writer), Path(args.out))
     return 0
 
 

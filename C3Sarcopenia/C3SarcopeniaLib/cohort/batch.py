@@ -21,6 +21,7 @@ from .evaluation import clinical_from_row
 from ..fileio import write_text_atomic
 from ..measures import ClinicalInfo
 from .ingest import SURVIVAL_COLUMNS
+from ..dicomout import dicom_results_writer
 from ..models import Ensemble
 from ..pipeline import Prediction, predict
 from ..report import write_prediction
@@ -124,15 +125,16 @@ class CaseResult:
 
 
 def measure_case(case: BatchCase, section_models: Ensemble, muscle_models: Ensemble,
-                 save_dir: Path | None = None) -> CaseResult:
+                 save_dir: Path | None = None, dicom_out: bool = False) -> CaseResult:
     ct = imaging.read_ct(case.path)
+    dicom_writer = dicom_results_writer(case.path, ct) if dicom_out else None
     clinical = (clinical_from_row(case.row) if case.row is not None
                 else imaging.read_clinical_tags(case.path))
     # a manifest may name an SCM engulfed by nodes (column scm_nodal: right or left)
     scm_nodal = (case.row or {}).get("scm_nodal", "").strip().lower() or None
     prediction = predict(ct, clinical, muscle_models, section_models, scm_nodal=scm_nodal)
     if save_dir is not None:
-        write_prediction(save_dir / case.case_id, ct, prediction)
+        write_prediction(save_dir / case.case_id, ct, prediction, dicom_writer)
     return CaseResult(prediction, clinical)
 
 
@@ -166,9 +168,11 @@ class BatchSummary:
 
 def run_batch(cases: list[BatchCase], out_csv: str | Path, section_models: Ensemble,
               muscle_models: Ensemble, save_dir: str | Path | None = None,
-              progress: Callable[[int, int, str, dict], None] | None = None) -> BatchSummary:
+              progress: Callable[[int, int, str, dict], None] | None = None,
+              dicom_out: bool = False) -> BatchSummary:
     """Measure each case not yet in the CSV and append its row; a case whose input is
-    unusable (InputError) gets its error in the row and the batch goes on."""
+    unusable (InputError) gets its error in the row and the batch goes on. ``dicom_out``
+    adds each case's DICOM SEG and SR to its folder in ``save_dir``."""
     out_csv = Path(out_csv)
     columns = batch_columns(cases)
     done = done_cases(out_csv, columns)
@@ -180,7 +184,7 @@ def run_batch(cases: list[BatchCase], out_csv: str | Path, section_models: Ensem
         result, error = None, ""
         try:
             result = measure_case(case, section_models, muscle_models,
-                                      Path(save_dir) if save_dir else None)
+                                      Path(save_dir) if save_dir else None, dicom_out)
             measured += 1
         except InputError as problem:
             error = str(problem)
