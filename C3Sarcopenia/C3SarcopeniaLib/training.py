@@ -28,6 +28,7 @@ from .fileio import read_csv_rows, write_atomic, write_text_atomic
 from .models import (Ensemble, ModelCard, build_unet, fold_weights_path, load_fold_net,
                      resolve_device, save_fold_weights)
 from .pipeline import centre_z_mm, fold_masks, muscle_network_input, section_network_input
+from .training_curve import save_training_curve
 
 PATCHES_PER_CASE = 4
 LEARNING_RATES = (2e-4, 1e-4)
@@ -269,28 +270,6 @@ def validate_fold(card: ModelCard, folder: Path, fold: int, cases: list[Training
         metrics["level_error_mm_max"] = float(np.max(errors_mm)) if errors_mm else None
         metrics["missed"] = len(cases) - len(errors_mm)
     return metrics
-
-
-def save_training_curve(folder: Path, losses: dict[int, list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .fileio import write_figure_atomic
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for fold, values in sorted(losses.items()):
-        window = max(1, len(values) // 50)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axis.plot(np.arange(len(smooth)) + window, smooth, label=f"fold {fold}")
-    axis.set_xlabel("iteration")
-    axis.set_ylabel("soft Dice loss (smoothed)")
-    axis.set_title("Training curve")
-    axis.legend()
-    figure.tight_layout()
-    write_figure_atomic(figure, folder / "training_curve.png")
-    plt.close(figure)
 
 
 def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str, folds: int,

@@ -16,6 +16,7 @@ from C3SarcopeniaLib import dicomio, imaging, input_checks, pipeline
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
+from C3SarcopeniaLib.report import DICOM_SEG_FILE
 from C3SarcopeniaLib.tagfile import read_tag, tag_mask_for_image, write_tag
 from C3SarcopeniaLib.training import read_manifest
 from conftest import SHARED
@@ -242,6 +243,8 @@ def test_a_gantry_tilt_keeps_true_slice_positions_and_is_a_warning(tmp_path, cap
                              tmp_path / "out"], capfd)
     assert any("gantry tilt of 20 degrees" in w for w in result["warnings"]), result["warnings"]
     assert result["c3_slice_z_mm"] == pytest.approx(imaging.slice_z_mm(ct, 7), abs=1e-3)
+    # the DICOM results reference the tilted series' own slices
+    assert (tmp_path / "out" / DICOM_SEG_FILE).is_file()
 
 
 # 10. Implausible DICOM tags, folds out of range, damaged or misplaced tags

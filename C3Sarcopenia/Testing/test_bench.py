@@ -50,6 +50,8 @@ def test_bench_json_holds_consistent_figures(bench):
     assert default["nudge_s"] < default["predict_s"] == saved["default_predict_s"]
     assert saved["speedup"] == pytest.approx(saved["paper_predict_s"] / saved["default_predict_s"])
     assert 0 < saved["peak_rss_mb"] < 100_000
+    # the panel's nudge goes through the worker process: slower than in-process, never free
+    assert 0 < saved["worker_nudge_s"] and any("worker_nudge_s" in n for n in saved["notes"])
 
 
 def test_batch_throughput_matches_its_elapsed_time(bench):
@@ -65,6 +67,7 @@ def test_table_names_every_step_and_the_speedup(bench):
     assert "speedup (paper / default whole predict" in table and "median of 1 run" in table
     assert "whole predict (read incl.)" in table and "cases per hour" in table
     assert "command start: --help" in table
+    assert "nudge through the warm worker" in table
 
 
 def test_skipped_paper_configuration_and_batch_leave_their_figures_empty(bench):

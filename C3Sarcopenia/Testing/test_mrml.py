@@ -191,7 +191,7 @@ def test_editing_the_muscle_segment_updates_the_table(scene, ct_node):
     edited[np.flatnonzero(muscle.any(axis=1))[:2]] = 0  # two rows of the muscle: 2 x 8 pixels
     removed_cm2 = 16 * SPACING[0] * SPACING[1] / 100
     logic = slicer.vtkSlicerSegmentationsModuleLogic
-    labelmap = mrml._labelmap_on_grid(ct_node, edited[None], k)
+    labelmap = mrml.labelmap_on_grid(ct_node, edited[None], k)
     logic.SetBinaryLabelmapToSegment(labelmap, segmentation,
                                      mrml.segment_id(segmentation, mrml.MUSCLE_SEGMENT),
                                      logic.MODE_REPLACE)
@@ -205,6 +205,28 @@ def test_editing_the_muscle_segment_updates_the_table(scene, ct_node):
     mrml.set_muscle_slice_mask(segmentation, ct_node, k, muscle)
     assert float(cell(table, "C3 muscle CSA")) == pytest.approx(
         before.muscle_csa_cm2 - removed_cm2, abs=0.005)
+
+
+def test_undo_in_the_segment_editor_updates_the_table(scene, ct_node):
+    """The Segment Editor's undo restores the segment from its history, which fires
+    SegmentModified only: the table must follow it too."""
+    k = 6
+    segmentation = mrml.new_segmentation_node(scene, ct_node, "seg")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "results")
+    muscle = (mrml.voxels(ct_node)[k] == MUSCLE_HU).astype(np.uint8)
+    mrml.set_muscle_slice_mask(segmentation, ct_node, k, muscle)
+    before = mrml.update_results(table, segmentation, ct_node, k, CLINICAL)
+    mrml.watch_segment(segmentation, mrml.MUSCLE_SEGMENT,
+                       lambda: mrml.update_results(table, segmentation, ct_node, k, CLINICAL))
+    history = slicer.vtkSegmentationHistory()
+    history.SetSegmentation(segmentation.GetSegmentation())
+    history.SaveState()
+    edited = muscle.copy()
+    edited[np.flatnonzero(muscle.any(axis=1))[:2]] = 0
+    mrml.set_muscle_slice_mask(segmentation, ct_node, k, edited)
+    assert float(cell(table, "C3 muscle CSA")) < before.muscle_csa_cm2 - 0.05
+    history.RestorePreviousState()
+    assert float(cell(table, "C3 muscle CSA")) == pytest.approx(before.muscle_csa_cm2, abs=0.005)
 
 
 def test_editing_the_section_does_not_recompute(scene, ct_node):

@@ -327,3 +327,14 @@ def test_layout_preview_renders(qt_app, tmp_path):
     if os.environ.get("C3SARCOPENIA_UPDATE_PREVIEW") == "1" or not PREVIEW_PNG.is_file():
         PREVIEW_PNG.parent.mkdir(parents=True, exist_ok=True)
         assert image.save(str(PREVIEW_PNG))
+
+
+def test_height_and_weight_show_the_decimals_that_are_used(ui_widgets):
+    """The sample's 180.4 cm must not show as 180 while 180.4 is used."""
+    from C3SarcopeniaLib.sample_data import SAMPLE_CLINICAL
+
+    for name, value in (("heightSpinBox", SAMPLE_CLINICAL["height_cm"]),
+                        ("weightSpinBox", SAMPLE_CLINICAL["weight_kg"])):
+        decimals = next(int(p.find("number").text) for p in ui_widgets[name].findall("property")
+                        if p.get("name") == "decimals")
+        assert round(value, decimals) == value, f"{name} shows {round(value, decimals)}"

@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # each module adds its own sub-commands
-    from . import annotate, bench, cohort, core, levels, review, train
+    from . import annotate, bench, cohort, core, levels, review, train, worker
 
-    for module in (core, train, cohort, levels, review, annotate, bench):
+    for module in (core, train, cohort, levels, review, annotate, bench, worker):
         module.register(subparsers)
     return parser
 

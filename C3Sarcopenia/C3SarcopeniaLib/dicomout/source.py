@@ -52,22 +52,29 @@ def source_slices(ct_path: str | Path, ct: sitk.Image) -> list[pydicom.Dataset]:
             continue
         if "ImagePositionPatient" in header and "SeriesInstanceUID" in header:
             by_series.setdefault(header.SeriesInstanceUID, []).append(header)
-    for headers in by_series.values():
-        matched = _match_slices(headers, ct)
-        if matched is not None:
-            return matched
+    for along_normal_only in (False, True):
+        for headers in by_series.values():
+            matched = _match_slices(headers, ct, along_normal_only)
+            if matched is not None:
+                return matched
     raise InputError(f"{ct_path}: no DICOM series lies on the grid of the CT that was read, "
                      "so the results cannot reference their source slices. Give the folder "
                      "of one CT series.")
 
 
-def _match_slices(headers: list[pydicom.Dataset],
-                  ct: sitk.Image) -> list[pydicom.Dataset] | None:
+def _match_slices(headers: list[pydicom.Dataset], ct: sitk.Image,
+                  along_normal_only: bool) -> list[pydicom.Dataset] | None:
+    """Slice k's file: the one at its first voxel's centre, or, for a gantry tilt (whose
+    sheared slices the reader stacks at their true spacing along the normal), the one at its
+    distance along the slice normal."""
     positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in headers])
+    normal = np.array(ct.GetDirection()).reshape(3, 3)[:, 2]
     matched = []
     for k in range(ct.GetSize()[2]):
         corner = np.array(ct.TransformIndexToPhysicalPoint((0, 0, k)))
-        distances = np.linalg.norm(positions - corner, axis=1)
+        offsets = positions - corner
+        distances = (np.abs(offsets @ normal) if along_normal_only
+                     else np.linalg.norm(offsets, axis=1))
         nearest = int(np.argmin(distances))
         if distances[nearest] > _POSITION_TOLERANCE_MM:
             return None

@@ -62,10 +62,13 @@ def _muscle_group(measures: SarcopeniaMeasures,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(c3_image)])
 
 
-def _segment_groups(measures: SarcopeniaMeasures, segmentation: pydicom.Dataset
+def _segment_groups(measures: SarcopeniaMeasures, segmentation: pydicom.Dataset,
+                    c3_image: pydicom.Dataset
                     ) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
     """Each muscle segment's CSA, referencing that segment of the SEG (TID 1411: a
-    segment reference; the segment lies on the C3 slice alone)."""
+    segment reference; the segment lies on the C3 slice alone). The reference is built
+    from the C3 image rather than the SEG's frames: highdicom 0.28 cannot read the segment
+    number of a one-segment SEG, which it stores in the shared functional groups."""
     group_csa = {MUSCLE_GROUP_CODES[group].label: getattr(measures, f"{group}_csa_cm2")
                  for group in MUSCLE_GROUPS}
     group_csa[SKELETAL_MUSCLE_CODES.label] = measures.muscle_csa_cm2
@@ -77,8 +80,11 @@ def _segment_groups(measures: SarcopeniaMeasures, segmentation: pydicom.Dataset
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
                                                          identifier=segment.SegmentLabel),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
-                segmentation, segment_number=int(segment.SegmentNumber)),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=segmentation.SOPClassUID,
+                sop_instance_uid=segmentation.SOPInstanceUID,
+                segment_number=int(segment.SegmentNumber),
+                source_images=[hd.sr.SourceImageForSegmentation.from_source_image(c3_image)]),
             finding_type=coded(SEGMENT_CODES[segment.SegmentLabel].type),
             algorithm_id=_algorithm(),
             measurements=[hd.sr.Measurement(name=codes.SCT.Area, value=csa, unit=CM2,
@@ -98,7 +104,7 @@ def build_report(measures: SarcopeniaMeasures, c3_image: pydicom.Dataset,
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
         imaging_measurements=[_muscle_group(measures, c3_image),
-                              *_segment_groups(measures, segmentation)])
+                              *_segment_groups(measures, segmentation, c3_image)])
     document = hd.sr.Comprehensive3DSR(
         evidence=[c3_image, segmentation], content=report[0], series_instance_uid=hd.UID(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
