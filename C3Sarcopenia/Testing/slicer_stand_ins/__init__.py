@@ -13,6 +13,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 _ADDED = ("qt", "ctk", "slicer.parameterNodeWrapper", "slicer.ScriptedLoadableModule",
           "SampleData", "PyTorchUtils")
+# modules that bind the stand-ins at import (``import qt``): forgotten with them, so that the
+# next install() is not driven through a stale qt whose timers no test pumps
+_BOUND = "C3SarcopeniaLib.slicerapp"
 
 
 def install(scene):
@@ -40,6 +43,8 @@ def uninstall() -> None:
 
     for name in _ADDED:
         sys.modules.pop(name, None)
+    for name in [name for name in sys.modules if name.startswith(_BOUND)]:
+        sys.modules.pop(name)
     for name in ("app", "mrmlScene", "modules", "parameterNodeWrapper", "ScriptedLoadableModule"):
         if hasattr(slicer, name):
             delattr(slicer, name)
