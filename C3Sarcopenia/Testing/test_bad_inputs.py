@@ -7,6 +7,7 @@ show), exit 2 and no result.json; a doubt is a named warning in result.json."""
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pydicom
@@ -34,9 +35,12 @@ def run(argv, capfd):
     return status, capfd.readouterr()
 
 
+PROGRESS = re.compile(r"\[\s*\d+(%|/\d+)\] ")  # "[ 40%] ...", "[2/5] ...": ours, not ITK's "[nrrd]"
+
+
 def assert_refused(argv, capfd, words, out):
     status, captured = run(argv, capfd)
-    lines = [line for line in captured.err.splitlines() if line and not line.startswith("[")]
+    lines = [line for line in captured.err.splitlines() if line and not PROGRESS.match(line)]
     assert status == 2, captured.err
     assert len(lines) == 1 and lines[0].startswith("c3sarcopenia: error:"), captured.err
     assert all(word in lines[0] for word in words), lines[0]
