@@ -119,6 +119,26 @@ def test_a_truncated_nrrd_or_mha_is_refused_as_truncated(tmp_path, case, capfd, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["v.nii", "v.nii.gz", "v.nrrd", "v.nhdr", "v.mha", "v.mhd"])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_whole_files_of_every_format_and_voxel_type_pass_the_stored_byte_check(tmp_path, name,
+                                                                              compressed):
+    """No false refusal: the byte count each header promises is what ITK writes."""
+    values = np.random.default_rng(1).normal(0, 100, (5, 6, 7))
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64):
+        path = tmp_path / dtype.__name__ / name
+        path.parent.mkdir()
+        sitk.WriteImage(sitk.GetImageFromArray(values.astype(dtype)), str(path), compressed)
+        image_files.check_stored_voxels(path)
+        assert np.array_equal(sitk.GetArrayFromImage(image_files.read_image(path)),
+                              values.astype(dtype))
+        if not compressed:  # and one voxel byte less is seen: the header was understood
+            data = path.with_suffix(".raw") if path.suffix in (".nhdr", ".mhd") else path
+            data.write_bytes(data.read_bytes()[:-1])
+            with pytest.raises(InputError, match="is truncated"):
+                image_files.check_stored_voxels(path)
+
+
 def test_a_detached_header_without_its_data_file_is_refused(tmp_path, case, capfd):
     ct, _ = phantom_hu(case)
     sitk.WriteImage(imaging.int16_hu(ct), str(tmp_path / "ct.mhd"))
