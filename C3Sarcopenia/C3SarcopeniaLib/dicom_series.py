@@ -10,7 +10,6 @@ say what is wrong, in one line.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .image_files import quiet_itk
 from .measures import ClinicalInfo, parse_sex
 
 TAGS = {"modality": "0008|0060", "position": "0020|0032", "orientation": "0020|0037",
@@ -25,17 +25,6 @@ TAGS = {"modality": "0008|0060", "position": "0020|0032", "orientation": "0020|0
         "PatientSize": "0010|1020", "PatientWeight": "0010|1030"}
 SPACING_TOLERANCE = 0.2  # of the series' usual slice spacing: more is a gap or an overlap
 TILT_WARNING_DEG = 1.0
-
-
-@contextmanager
-def quiet_itk():
-    """ITK and GDCM warnings (several lines on stderr each) are not printed meanwhile."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def file_header(path: str | Path) -> sitk.ImageFileReader:

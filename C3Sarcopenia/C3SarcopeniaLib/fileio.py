@@ -175,11 +175,14 @@ def write_image_atomic(image, path: Path) -> None:
     It says nothing when the disk fills, so the file is read back before it takes its name."""
     import SimpleITK as sitk
 
+    from .image_files import quiet_itk
+
     path = Path(path)
 
     def write(tmp: Path) -> None:
         try:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+            with quiet_itk():
+                sitk.WriteImage(image, str(tmp), useCompression=True)
         except RuntimeError:  # ITK's message is pages of C++; the cause is the disk or folder
             raise OSError(errno.EIO, "the image could not be written: check that the folder "
                                      "is writable and the disk not full", str(path)) from None
@@ -192,6 +195,8 @@ def _check_image_file(tmp: Path, image, path: Path) -> None:
     import numpy as np
     import SimpleITK as sitk
 
+    from .image_files import quiet_itk
+
     if tmp.name.endswith(".gz"):
         try:
             with gzip.open(tmp, "rb") as stream:
@@ -201,7 +206,8 @@ def _check_image_file(tmp: Path, image, path: Path) -> None:
             raise _cut_short(path) from None
         return
     try:
-        written = sitk.ReadImage(str(tmp))
+        with quiet_itk():
+            written = sitk.ReadImage(str(tmp))
     except RuntimeError:
         raise _cut_short(path) from None
     if not np.array_equal(sitk.GetArrayViewFromImage(written), sitk.GetArrayViewFromImage(image)):

@@ -15,7 +15,7 @@ from scipy import ndimage
 from . import dicom_series, input_checks
 from .errors import InputError
 from .measures import ClinicalInfo
-from .nifti_checks import check_nifti
+from .image_files import check_stored_voxels, quiet_itk, read_image
 
 HU_WINDOW = (-250.0, 250.0)
 BODY_THRESHOLD_HU = -500.0
@@ -66,17 +66,22 @@ def reading_warnings(ct: sitk.Image) -> list[str]:
 
 
 def _read_file(path: Path) -> tuple[sitk.Image, list[str]]:
-    check_nifti(path)
+    check_stored_voxels(path)
+    unreadable = InputError(f"{path} could not be read as an image: use NIfTI, NRRD, MHA or "
+                            "DICOM, or copy the CT again from its source.")
     try:
         reader = dicom_series.file_header(path)
     except RuntimeError:
-        raise InputError(f"{path} could not be read as an image: use NIfTI, NRRD, MHA or "
-                         "DICOM.") from None
+        raise unreadable from None
     warnings = []
     if reader.HasMetaDataKey(dicom_series.TAGS["modality"]):  # a DICOM slice
         dicom_series.check_modality(dicom_series.tag(reader, "modality"), path)
         warnings = dicom_series.header_warnings(reader)
-    return reader.Execute(), warnings
+    try:
+        with quiet_itk():
+            return reader.Execute(), warnings
+    except RuntimeError:
+        raise unreadable from None
 
 
 def check_axial(image: sitk.Image, name: str = "the CT") -> None:
@@ -303,11 +308,7 @@ def read_mask(path: str | Path, ct: sitk.Image) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist: check the path to the mask.")
-    check_nifti(path, "mask")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputError(f"{path} could not be read as an image: use NIfTI, NRRD or MHA.") from None
+    image = read_image(path, "mask")
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     check_same_grid(image, ct, f"the mask {path.name}")

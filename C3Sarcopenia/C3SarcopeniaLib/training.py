@@ -25,6 +25,7 @@ from monai.transforms import (Compose, MapTransform, RandAffined, RandCropByPosN
 from . import imaging
 from .errors import InputError
 from .fileio import read_csv_rows, write_atomic, write_text_atomic
+from .image_files import read_image
 from .models import (Ensemble, ModelCard, build_unet, fold_weights_path, load_fold_net,
                      resolve_device, save_fold_weights)
 from .pipeline import centre_z_mm, fold_masks, muscle_network_input, section_network_input
@@ -61,7 +62,7 @@ def read_manifest(path: str | Path, required: tuple[str, ...] = ("case_id", "ct"
 
 
 def _label_on_grid(mask_path: str, ct: sitk.Image, grid: sitk.Image) -> np.ndarray:
-    label = sitk.ReadImage(mask_path, sitk.sitkUInt8)
+    label = read_image(mask_path, "mask", sitk.sitkUInt8)
     imaging.check_same_grid(label, ct, f"the mask {Path(mask_path).name}")
     return sitk.GetArrayFromImage(imaging.resample_like(label, grid)).astype(np.uint8)
 
@@ -88,7 +89,7 @@ def prepare_muscle_case(row: dict, card: ModelCard) -> TrainingCase:
         slices = [int(k) for k in
                   np.flatnonzero(np.abs(zs - zs[c3_k]) <= MUSCLE_SLICE_NEIGHBOURHOOD_MM)]
         slices.sort(key=lambda k: abs(k - c3_k))  # the C3 slice first: validation uses it
-    mask = sitk.ReadImage(mask_path, sitk.sitkUInt8)
+    mask = read_image(mask_path, "mask", sitk.sitkUInt8)
     if mask.GetDimension() == 2:
         mask = sitk.JoinSeries(mask)
     imaging.check_same_grid(mask, ct, f"the mask {Path(mask_path).name}")

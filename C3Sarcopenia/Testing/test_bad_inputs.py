@@ -6,13 +6,15 @@ show), exit 2 and no result.json; a doubt is a named warning in result.json."""
 
 import csv
 import json
+import os
+import re
 
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 
-from C3SarcopeniaLib import dicomio, imaging, input_checks, pipeline
+from C3SarcopeniaLib import dicomio, image_files, imaging, input_checks, pipeline
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
@@ -33,9 +35,12 @@ def run(argv, capfd):
     return status, capfd.readouterr()
 
 
+PROGRESS = re.compile(r"\[\s*\d+(%|/\d+)\] ")  # "[ 40%] ...", "[2/5] ...": ours, not ITK's "[nrrd]"
+
+
 def assert_refused(argv, capfd, words, out):
     status, captured = run(argv, capfd)
-    lines = [line for line in captured.err.splitlines() if line and not line.startswith("[")]
+    lines = [line for line in captured.err.splitlines() if line and not PROGRESS.match(line)]
     assert status == 2, captured.err
     assert len(lines) == 1 and lines[0].startswith("c3sarcopenia: error:"), captured.err
     assert all(word in lines[0] for word in words), lines[0]
@@ -85,6 +90,62 @@ def test_nan_or_infinite_voxels_are_refused_in_every_format(tmp_path, case, capf
     out = tmp_path / "out"
     assert_refused(["measure", "--ct", path, "--mask", case["muscle_mask"], "--slice-k",
                     case["c3_slice_k"], "--out", out], capfd, ["NaN or infinite"], out)
+
+
+def only_line_on_stderr(captured):
+    """The whole of stderr as written to file descriptor 2: exactly one line, ours."""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("c3sarcopenia: error:"), captured.err
+    return lines[0]
+
+
+# (file name, compressed, which file is cut: the data file of a detached header)
+@pytest.mark.parametrize("name, compressed, cut", [
+    ("ct.nrrd", False, "ct.nrrd"), ("ct.nrrd", True, "ct.nrrd"),
+    ("ct.mha", False, "ct.mha"), ("ct.mha", True, "ct.mha"),
+    ("ct.nhdr", True, "ct.raw.gz"), ("ct.mhd", False, "ct.raw")])
+def test_a_truncated_nrrd_or_mha_is_refused_as_truncated(tmp_path, case, capfd, name,
+                                                        compressed, cut):
+    ct, _ = phantom_hu(case)
+    sitk.WriteImage(imaging.int16_hu(ct), str(tmp_path / name), compressed)
+    data = tmp_path / cut
+    data.write_bytes(data.read_bytes()[:int(data.stat().st_size * 0.7)])
+    out = tmp_path / "out"
+    status, captured = run(["measure", "--ct", tmp_path / name, "--mask", case["muscle_mask"],
+                            "--slice-k", ct.GetSize()[2] - 2, "--out", out], capfd)
+    line = only_line_on_stderr(captured)  # neither a traceback nor ITK's or MetaIO's text
+    assert status == 2 and "is truncated" in line and "bytes" in line, line
+    assert "header announces" in line or "compressed voxels end before" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["v.nii", "v.nii.gz", "v.nrrd", "v.nhdr", "v.mha", "v.mhd"])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_whole_files_of_every_format_and_voxel_type_pass_the_stored_byte_check(tmp_path, name,
+                                                                              compressed):
+    """No false refusal: the byte count each header promises is what ITK writes."""
+    values = np.random.default_rng(1).normal(0, 100, (5, 6, 7))
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64):
+        path = tmp_path / dtype.__name__ / name
+        path.parent.mkdir()
+        sitk.WriteImage(sitk.GetImageFromArray(values.astype(dtype)), str(path), compressed)
+        image_files.check_stored_voxels(path)
+        assert np.array_equal(sitk.GetArrayFromImage(image_files.read_image(path)),
+                              values.astype(dtype))
+        if not compressed:  # and one voxel byte less is seen: the header was understood
+            data = path.with_suffix(".raw") if path.suffix in (".nhdr", ".mhd") else path
+            data.write_bytes(data.read_bytes()[:-1])
+            with pytest.raises(InputError, match="is truncated"):
+                image_files.check_stored_voxels(path)
+
+
+def test_a_detached_header_without_its_data_file_is_refused(tmp_path, case, capfd):
+    ct, _ = phantom_hu(case)
+    sitk.WriteImage(imaging.int16_hu(ct), str(tmp_path / "ct.mhd"))
+    (tmp_path / "ct.raw").unlink()
+    status, captured = run(["measure", "--ct", tmp_path / "ct.mhd", "--mask",
+                            case["muscle_mask"], "--out", tmp_path / "out"], capfd)
+    assert status == 2 and "ct.raw, which is missing" in only_line_on_stderr(captured)
 
 
 def test_a_truncated_mask_is_refused(tmp_path, case, capfd):
@@ -217,6 +278,41 @@ def test_a_folder_without_dicom_is_one_line_without_itk_warnings(tmp_path, capfd
     out = tmp_path / "out"
     assert_refused(["measure", "--ct", tmp_path, "--mask", tmp_path / "notes.txt", "--out",
                     out], capfd, ["holds no CT DICOM series"], out)
+
+
+def _damaged_nifti_header(path):
+    """A NIfTI whose dim[0] says 9 dimensions: the NIfTI library prints an error itself."""
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)), str(path))
+    data = bytearray(path.read_bytes())
+    data[40:42] = np.int16(9).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_itk_output_on_file_descriptor_2_is_silenced_while_reading(tmp_path, capfd):
+    """MetaIO and the NIfTI library write to the process's stderr whatever ITK's warning
+    switch says: shown first without the silence, so that the test can fail."""
+    damaged = _damaged_nifti_header(tmp_path / "damaged.nii")
+    with pytest.raises(RuntimeError):
+        sitk.ReadImage(str(damaged))
+    assert "nifti" in capfd.readouterr().err  # what ITK's own reading prints
+    with image_files.quiet_itk():
+        with image_files.quiet_itk():  # nested, as a series inside a folder
+            with pytest.raises(RuntimeError):
+                sitk.ReadImage(str(damaged))
+        os.write(2, b"still silent\n")
+    os.write(2, b"stderr is back\n")
+    assert capfd.readouterr().err == "stderr is back\n"
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()
+
+
+@pytest.mark.parametrize("role", ["--ct", "--mask"])
+def test_a_damaged_header_is_one_line_without_itk_text(tmp_path, case, capfd, role):
+    damaged = _damaged_nifti_header(tmp_path / "damaged.nii")
+    inputs = {"--ct": case["ct"], "--mask": case["muscle_mask"], role: damaged}
+    status, captured = run(["measure", "--ct", inputs["--ct"], "--mask", inputs["--mask"],
+                            "--slice-k", case["c3_slice_k"], "--out", tmp_path / "out"], capfd)
+    assert status == 2 and "could not be read as an image" in only_line_on_stderr(captured)
 
 
 def _tilt(degrees, spacing_mm):

@@ -169,18 +169,23 @@ def test_batch_refuses_an_unusable_results_table_before_reading_cases(tmp_path, 
     assert "--out" in one_error_line(capsys.readouterr().err)
 
 
+def unprivileged_prefix() -> list[str]:
+    """As root, a command line prefix that drops the capability to override file permissions,
+    so that a read-only folder refuses root as it refuses a user."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot refuse")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
+
+
 def run_cli(argv, *, unprivileged=False, limit_bytes=None, timeout=120):
-    """c3sarcopenia in a fresh process. ``unprivileged``: as root, without the capability to
-    override file permissions, so that a read-only folder refuses root as it refuses a user.
+    """c3sarcopenia in a fresh process. ``unprivileged``: see unprivileged_prefix.
     ``limit_bytes``: a file size limit, the way to fill a disk without root (SIGXFSZ is
     ignored, so a write past it is cut short with EFBIG instead of killing the process)."""
-    prefix = []
-    if unprivileged and os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: a read-only folder cannot refuse")
-        drop = "-dac_override,-dac_read_search"
-        prefix = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    prefix = unprivileged_prefix() if unprivileged else []
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -192,13 +197,30 @@ def run_cli(argv, *, unprivileged=False, limit_bytes=None, timeout=120):
                           timeout=timeout, preexec_fn=limit if limit_bytes else None)
 
 
-def test_read_only_outputs_are_refused_for_predict_and_batch(tmp_path):
+EVERY_COMMAND_SCRIPT = """
+import contextlib, io, json, sys
+from C3SarcopeniaLib.cli import main
+answers = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        answers[name] = [main(argv), err.getvalue()]
+print(json.dumps(answers))
+"""
+
+
+def test_read_only_outputs_are_refused_by_every_command(tmp_path):
+    """predict and batch in their own processes (stderr read whole), then every command that
+    writes (evaluate, ingest, survival, train, review...) in one unprivileged process."""
     locked = tmp_path / "locked"
     locked.mkdir()
     table = locked / "results.csv"
     table.write_text("case_id\n")
     table.chmod(0o444)
     locked.chmod(0o555)
+    commands = {name: [str(a) for a in argv]
+                for name, argv in command_lines(tmp_path, locked / "out").items()}
+    env = dict(os.environ, PYTHONPATH=LIB_PATH, PYTHONDONTWRITEBYTECODE="1")
     try:
         for argv in (["predict", tmp_path / "missing.nii.gz", "--out", locked / "out"],
                      ["predict", tmp_path / "missing.nii.gz", "--out", locked],
@@ -207,8 +229,17 @@ def test_read_only_outputs_are_refused_for_predict_and_batch(tmp_path):
             finished = run_cli(argv, unprivileged=True)
             assert finished.returncode == 2, finished.stderr
             assert "cannot be written" in one_error_line(finished.stderr)
+        finished = subprocess.run(
+            [*unprivileged_prefix(), sys.executable, "-c", EVERY_COMMAND_SCRIPT,
+             json.dumps(commands)], capture_output=True, text=True, env=env, timeout=120)
+        answers = json.loads(finished.stdout.strip().splitlines()[-1])
     finally:
         locked.chmod(0o755)
+    assert set(answers) == set(commands) and len(answers) == 15
+    for name, (status, err) in answers.items():
+        assert status == 2, (name, err)
+        line = one_error_line(err)
+        assert "cannot be written" in line and ("--out" in line or "--save-dir" in line), line
     assert sorted(p.name for p in locked.iterdir()) == ["results.csv"]
 
 
@@ -301,6 +332,36 @@ except SystemExit as exit_:
 heavy = %r
 print(json.dumps({"status": status, "loaded": [m for m in heavy if m in sys.modules]}))
 """ % (HEAVY,)
+
+
+HELP_OF_EVERY_COMMAND = """
+import argparse, contextlib, io, json, sys
+from C3SarcopeniaLib.cli import build_parser, main
+commands = next(a for a in build_parser()._actions
+                if isinstance(a, argparse._SubParsersAction)).choices
+answers = {}
+for name in commands:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main([name, "--help"])
+        except SystemExit as exit_:
+            answers[name] = [exit_.code, "usage: c3sarcopenia " + name in out.getvalue()]
+heavy = %r
+print(json.dumps({"answers": answers, "loaded": [m for m in heavy if m in sys.modules]}))
+""" % (HEAVY,)
+
+
+def test_the_help_of_every_sub_command_loads_no_heavy_library(tmp_path):
+    env = dict(os.environ, PYTHONPATH=LIB_PATH, PYTHONDONTWRITEBYTECODE="1")
+    finished = subprocess.run([sys.executable, "-c", HELP_OF_EVERY_COMMAND],
+                              capture_output=True, text=True, env=env, timeout=120,
+                              cwd=tmp_path)
+    answer = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert answer["loaded"] == [], finished.stderr
+    assert len(answer["answers"]) >= 15 and {"predict", "evaluate", "ingest", "survival",
+                                             "train", "review", "batch"} <= set(answer["answers"])
+    assert all(a == [0, True] for a in answer["answers"].values()), answer["answers"]
 
 
 @pytest.mark.parametrize("argv, status", [

@@ -27,6 +27,7 @@ from .. import imaging
 from ..errors import InputError
 from .evaluation_figures import FIGURES, write_figures
 from ..fileio import staged_outputs, write_text_atomic
+from ..image_files import read_image
 from ..measures import ClinicalInfo, measure_slice, parse_sex
 from ..models import Ensemble
 from ..pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
@@ -199,7 +200,7 @@ def _csa_smi(ct: sitk.Image, slice_k: int, muscle: np.ndarray,
 def _fold_dscs(ct: sitk.Image, models: Ensemble, section_path: str) -> list[float]:
     """Each fold's section DSC on the network grid, for the per-fold box plots."""
     net_input = section_network_input(ct, models.card.spacing_mm)
-    label = sitk.ReadImage(section_path, sitk.sitkUInt8)
+    label = read_image(section_path, "section mask", sitk.sitkUInt8)
     label = sitk.GetArrayFromImage(imaging.resample_like(label, net_input.grid))
     return [dice(m & net_input.body, label) for m in fold_masks(models, net_input.image)]
 

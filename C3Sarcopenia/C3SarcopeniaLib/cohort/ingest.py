@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from .. import dicom_series, imaging, input_checks
 from ..errors import InputError
 from ..fileio import write_image_atomic, write_text_atomic
+from ..image_files import quiet_itk, read_image
 from ..measures import ClinicalInfo, parse_sex
 from ..phantoms.phantom import MANIFEST_COLUMNS
 from .survival import is_missing, parse_number, read_table_csv, parse_event, resolve_column
@@ -147,7 +148,7 @@ def _largest_ct_series(folder: Path, exclude: Path) -> list[str]:
     for directory, _, names in os.walk(folder):
         if all(_is_segmentation_name(name) for name in names):
             continue  # nothing to look at
-        with dicom_series.quiet_itk():
+        with quiet_itk():
             ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory) or ()
             series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, i) for i in ids]
         for files in series:
@@ -230,7 +231,7 @@ def slice_muscle(segmentation: Path, single: sitk.Image,
     """The (j, i) muscle mask of the single slice, from its tag or label image."""
     if segmentation.name.lower().endswith(_TAG_SUFFIX):
         return tag_mask_for_image(segmentation, single, muscle_values)[0]
-    label = sitk.ReadImage(str(segmentation))
+    label = read_image(segmentation, "label image")
     if label.GetDimension() == 2:
         label = sitk.JoinSeries(label, single.GetOrigin()[2], single.GetSpacing()[2])
     if label.GetSize()[2] == 1:  # one slice: its thickness says nothing about the grid
