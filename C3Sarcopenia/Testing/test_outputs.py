@@ -309,6 +309,8 @@ print(json.dumps({"status": status, "loaded": [m for m in heavy if m in sys.modu
     (["batch", "{tmp}", "--out", "/proc/c3sarcopenia-test.csv"], 2),
     (["batch", "{tmp}", "--out", "/proc/c3sarcopenia-test.csv", "--workers", "2"], 2),
     (["batch", "{tmp}", "--out", "{tmp}/r.csv", "--workers", "-1"], 2),
+    (["batch", "{tmp}", "--out", "{tmp}/r.csv", "--workers", "2", "--scheduler", "tcp://x:1"],
+     2),
     (["survival", "missing.csv", "--time", "t", "--event", "e", "--sex", "s", "--smi", "m",
       "--out", "{tmp}/out"], 2)])
 def test_help_and_instant_refusals_load_no_heavy_library(tmp_path, argv, status):

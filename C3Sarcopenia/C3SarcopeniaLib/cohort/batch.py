@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -90,9 +91,13 @@ def _loaded_models(models_dir: str, device: str, folds: int | None):
             load_ensemble(Path(models_dir) / "muscle", device, folds))
 
 
+_LOADING = threading.Lock()  # a worker's threads start their first cases together
+
+
 def stage_models(job: BatchJob):
     """The (section, muscle) ensembles of the job, loaded once per process."""
-    return _loaded_models(str(job.models_dir), job.device, job.folds)
+    with _LOADING:
+        return _loaded_models(str(job.models_dir), job.device, job.folds)
 
 
 def measure_case(case: BatchCase, job: BatchJob):

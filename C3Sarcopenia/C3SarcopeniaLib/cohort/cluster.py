@@ -11,8 +11,10 @@ failed row. Imported only when a batch asks for a cluster: distributed is slow t
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -24,6 +26,7 @@ from ..errors import InputError
 from .batch import BatchCase, BatchJob, Outcome, Task, error_line, stage_models
 
 ALLOWED_WORKER_DEATHS = 1  # a case's worker may die once: it is tried on another
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 LOST_CASE = ("the worker process measuring this case died twice (it was tried on a fresh "
              "process again): too little memory for this CT, or a crash in a library; see the "
              "worker's log, or measure the case alone with 'c3sarcopenia predict'.")
@@ -36,12 +39,13 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-class ComputeThreads(WorkerPlugin):
+class WorkerSetup(WorkerPlugin):
     """Each worker process's share of the cores for torch and SimpleITK: the cores over the
     local workers, or on a cluster the worker's cores over its threads (the cases it runs at
-    once). Without it each would use every core, and N workers would fight over them."""
+    once); without it N workers would fight over every core. And glibc's memory thresholds
+    (generous_malloc)."""
 
-    name = "c3sarcopenia-compute-threads"
+    name = "c3sarcopenia-worker-setup"
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
@@ -53,6 +57,20 @@ class ComputeThreads(WorkerPlugin):
         threads = self.threads or max(1, available_cores() // worker.state.nthreads)
         torch.set_num_threads(threads)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+        generous_malloc()
+
+
+def generous_malloc() -> None:
+    """glibc: keep arrays up to 32 MB off mmap and the heap untrimmed up to 64 MB. Dask's
+    workers set MALLOC_TRIM_THRESHOLD_, which freezes glibc's thresholds at their small
+    defaults: each large array of a case was then mapped and unmapped afresh, and a case
+    took twice as long as in a plain process."""
+    if not sys.platform.startswith("linux"):
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # absent from musl
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
 class TerminalInterruptIgnored(WorkerPlugin):
@@ -117,16 +135,26 @@ def _outcome(future) -> dict | str:
         return error_line(error)
 
 
-# A cluster this command starts tries a case whose worker died once more (a running cluster
-# has its own setting).
-SCHEDULER_SETTINGS = {"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}
+def local_threads(workers: int) -> int:
+    """Each local worker's share of the cores."""
+    return max(1, available_cores() // workers)
+
+
+def scheduler_settings(workers: int) -> dict:
+    """The settings of a cluster this command starts (a running cluster has its own): a case
+    whose worker died is tried once more, and each worker's native libraries take its share
+    of the cores (Dask's default: one)."""
+    threads = local_threads(workers)
+    return {"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS,
+            **{f"distributed.nanny.pre-spawn-environ.{name}": threads
+               for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
 
 
 @contextmanager
 def local_cluster(workers: int) -> Iterator[LocalCluster]:
     """N worker processes on this machine, one case at a time each (the scheduler's web
     pages on a free port)."""
-    with dask.config.set(SCHEDULER_SETTINGS):
+    with dask.config.set(scheduler_settings(workers)):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=":0")
     try:
@@ -147,10 +175,10 @@ def dask_runner(workers: int | None = None,
             raise InputError(f"no Dask scheduler answers at {scheduler} ({error}): start the "
                              "cluster first, or check the address (tcp://HOST:8786).") from None
         with client:
-            client.register_plugin(ComputeThreads())
+            client.register_plugin(WorkerSetup())
             yield DaskRunner(client)
         return
     with local_cluster(workers) as cluster, Client(cluster) as client:
-        client.register_plugin(ComputeThreads(max(1, available_cores() // workers)))
+        client.register_plugin(WorkerSetup(local_threads(workers)))
         client.register_plugin(TerminalInterruptIgnored())
         yield DaskRunner(client)
