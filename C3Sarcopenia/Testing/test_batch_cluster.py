@@ -179,7 +179,8 @@ def test_a_replaced_ct_is_measured_again_and_its_stale_row_replaced(tmp_path, ct
     shutil.copy(ct_folder / "gamma.nii.gz", ct_folder / "alpha.nii.gz")  # a corrected CT
     capsys.readouterr()
     assert cli(ct_folder, out, tiny_models) == 0
-    assert "Measured 1, failed 0" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Measured 1, failed 0" in printed and "measured again 1 whose CT" in printed
     after = read_rows(out)
     assert sorted(after) == ["alpha", "beta", "gamma"]
     assert after["alpha"]["input_key"] != before["alpha"]["input_key"]

@@ -132,7 +132,8 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"[{i + 1}/{n}] {case_id}: {outcome} ({row['seconds']} s)", file=sys.stderr)
 
     summary = measure_all(cases, args.out, job, _case_runner(args), progress)
-    stale = f", measured again {summary.stale} whose CT changed" if summary.stale else ""
+    stale = (f", measured again {summary.stale} whose CT or clinical fields changed"
+             if summary.stale else "")
     print(f"Measured {summary.measured}, failed {summary.failed} (see the error column), "
           f"skipped {summary.skipped} already in {args.out}{stale}")
     if summary.failed:
