@@ -28,4 +28,4 @@ test: $(STAMP)
 OPENKBP_CT := ../shared/data/openkbp/train-pats_pt_133_ct.nii.gz
 
 bench: $(STAMP)
-	$(VENV)/bin/c3sarcopenia bench --out bench_output $(if $(wildcard $(OPENKBP_CT)),--real-ct $(OPENKBP_CT))
+	$(VENV)/bin/c3sarcopenia bench --out bench_output --batch-workers 1,2 $(if $(wildcard $(OPENKBP_CT)),--real-ct $(OPENKBP_CT))

@@ -27,8 +27,9 @@ import SimpleITK as sitk
 import torch
 
 from . import imaging
+from .bench_batch import batch_lines, time_batches
 from .bench_worker import WORKER_NUDGE_NOTE, time_worker_nudge
-from .cohort.batch import find_cases, run_batch
+from .cohort.batch import BatchJob, find_cases
 from .errors import InputError
 from .fileio import write_text_atomic
 from .measures import ClinicalInfo
@@ -71,6 +72,7 @@ class BenchOptions:
     repeats: int = 3
     paper_repeats: int = 1  # 0: skip the paper configuration
     batch_cases: int = 20   # 0: skip the batch
+    batch_workers: tuple[int, ...] = (0,)  # 0: in this process; N: a local cluster of N
     phantom: PhantomOptions = field(default_factory=clinical_geometry)
     batch_phantom: PhantomOptions = field(default_factory=small_phantoms)
     paper_card: ModelCard = field(default_factory=lambda: ModelCard.from_preset("section",
@@ -113,16 +115,6 @@ class ConfigurationTimes:
     muscle: dict
     load_s: float  # loading both ensembles once (paper: building its stage-1 ensemble)
     inputs: dict[str, StepTimes]
-
-
-@dataclass
-class BatchTimes:
-    cases: int
-    measured: int
-    failed: int
-    elapsed_s: float
-    cases_per_hour: float
-    phantoms: str
 
 
 def _timed(times: dict[str, float], step: str, function: Callable, *args):
@@ -193,20 +185,13 @@ def time_configuration(name: str, section: Ensemble, muscle: Ensemble, load_s: f
                                for label, path in inputs.items()})
 
 
-def time_batch(options: BenchOptions, cohort: Path, section: Ensemble,
-               muscle: Ensemble) -> BatchTimes:
-    """``batch`` over the small phantoms, from an empty CSV."""
-    out_csv = options.out_dir / "batch" / "results.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    out_csv.unlink(missing_ok=True)
-    started = time.perf_counter()
-    summary = run_batch(find_cases(cohort), out_csv, section, muscle)
-    elapsed = time.perf_counter() - started
-    done = summary.measured + summary.failed
+def batch_figures(options: BenchOptions, cohort: Path, models: Path, device: str) -> dict:
+    """``batch`` over the small phantoms with each of ``options.batch_workers``."""
     spacing = options.batch_phantom
-    return BatchTimes(done, summary.measured, summary.failed, elapsed, 3600.0 * done / elapsed,
-                      f"synthetic phantoms, {spacing.in_plane_mm[0]:g} mm pixels, "
-                      f"{spacing.slice_mm[0]:g} mm slices")
+    return time_batches(options.out_dir, cohort, BatchJob(models, device),
+                        options.batch_workers,
+                        f"synthetic phantoms, {spacing.in_plane_mm[0]:g} mm pixels, "
+                        f"{spacing.slice_mm[0]:g} mm slices")
 
 
 def peak_rss_mb() -> float:
@@ -285,8 +270,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda message
     peak = peak_rss_mb()
     batch = None
     if cohort is not None:
-        log(f"Timing batch over {options.batch_cases} phantoms")
-        batch = time_batch(options, cohort, section, muscle)
+        log(f"Timing batch over {options.batch_cases} phantoms with "
+            f"{', '.join(map(str, options.batch_workers))} workers (0: in this process)")
+        batch = batch_figures(options, cohort, models, str(section.device))
     paper = None
     if options.paper_repeats:
         log(f"Timing the paper configuration ({options.paper_repeats} run(s) per input; "
@@ -308,24 +294,27 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda message
 
 
 def summarise(options: BenchOptions, inputs: dict[str, dict], default: ConfigurationTimes,
-              paper: ConfigurationTimes | None, peak_mb: float,
-              batch: BatchTimes | None) -> dict:
-    """bench.json: the headline figures are on the clinical-geometry phantom."""
+              paper: ConfigurationTimes | None, peak_mb: float, batch: dict | None) -> dict:
+    """bench.json: the headline figures are on the clinical-geometry phantom; ``batch`` is
+    bench_batch.time_batches's, its first worker count the headline."""
     default_s = default.inputs["clinical_phantom"].predict_s
     paper_s = paper.inputs["clinical_phantom"].predict_s if paper else None
+    batches = [asdict(times) for times in batch["times"]] if batch else []
     return {
         "default_predict_s": default_s,
         "paper_predict_s": paper_s,
         "speedup": paper_s / default_s if paper_s else None,
         "nudge_s": default.inputs["clinical_phantom"].nudge_s,
         "peak_rss_mb": peak_mb,
-        "batch_cases_per_hour": batch.cases_per_hour if batch else None,
+        "batch_cases_per_hour": batches[0]["cases_per_hour"] if batches else None,
+        "batch_workers_ratio": batch["ratio"] if batch else None,
         "repeats": options.repeats,
         "paper_repeats": options.paper_repeats,
         "inputs": inputs,
         "models": str(options.models_dir or default_models_dir()),
         "configurations": {c.name: asdict(c) for c in (default, paper) if c is not None},
-        "batch": asdict(batch) if batch else None,
+        "batch": batches[0] if batches else None,
+        "batch_workers": {str(times["workers"]): times for times in batches},
         "machine": machine(),
         "notes": [
             "times in seconds, median of 'repeats' runs (paper: of 'paper_repeats' runs) in one "
@@ -336,6 +325,10 @@ def summarise(options: BenchOptions, inputs: dict[str, dict], default: Configura
             RANDOM_WEIGHTS_NOTE,
             "machine.load_average: the 1-, 5- and 15-minute load when the run ended; other "
             "work on the machine slows every figure (most with several torch threads).",
+            "batch_workers: batch over the same phantoms in this process ('0') and on local "
+            "clusters of N worker processes sharing the cores; cases_per_hour leaves out the "
+            "start (start_s: cluster and models); batch_workers_ratio: the last count's cases "
+            "per hour over the first's.",
         ],
     }
 
@@ -369,8 +362,4 @@ def format_table(result: dict) -> str:
     if start:
         lines.append(f"command start: --help {start['help_s']:.2f} s, refusal of a missing CT "
                      f"{start['refusal_s']:.2f} s (each in a fresh process)")
-    if result["batch"]:
-        batch = result["batch"]
-        lines.append(f"batch: {batch['cases']} {batch['phantoms']} in {batch['elapsed_s']:.0f} "
-                     f"s: {batch['cases_per_hour']:.0f} cases per hour")
-    return "\n".join(lines)
+    return "\n".join(lines + batch_lines(result))

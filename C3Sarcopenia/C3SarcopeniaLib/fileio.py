@@ -1,6 +1,7 @@
 """Writing outputs so that a reader never finds half a result, nor an old result passing for
 a new one: output locations checked before any work, atomic writes checked on disk, result
-folders staged and switched in at the end. And reading the project's CSV tables."""
+folders staged and switched in at the end, one writer per table. And reading the project's
+CSV tables."""
 
 from __future__ import annotations
 
@@ -264,11 +265,57 @@ def staged_outputs(out_dir: str | Path, replaces: tuple[str, ...]) -> Iterator[P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if made:
-            _remove_if_empty(out_dir)
+            remove_if_empty(out_dir)
 
 
-def _remove_if_empty(folder: Path) -> None:
+def remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
     except OSError:
         pass
+
+
+@contextmanager
+def sole_writer(path: str | Path) -> Iterator[None]:
+    """Hold an OS lock (fcntl on POSIX, msvcrt on Windows) while this process writes the table
+    ``path``: a second run on it is refused at once instead of writing every row twice. The
+    lock is taken on a hidden file beside the table, because the table itself is replaced
+    when a rerun drops rows; that file stays (removing it would let two runs lock two files)."""
+    path = Path(path)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(lock):
+            raise InputError(f"{path} is being written by another run{_holder(lock)}: wait "
+                             "for it to end, or give another --out.")
+        os.ftruncate(lock, 0)
+        os.write(lock, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(lock)  # closing releases the lock
+
+
+def _holder(lock: int) -> str:
+    """' (process N)' as the holder wrote it; empty where the lock hides it (Windows)."""
+    try:
+        pid = os.read(lock, 32).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    return f" (process {pid})" if pid else ""
+
+
+def _try_lock(handle: int) -> bool:
+    if os.name == "nt":
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -18,7 +18,8 @@ from monai.inferers import sliding_window_inference
 from . import guards, imaging, input_checks
 from .errors import SYNTHETIC_MODELS_WARNING, InputError
 from .measures import (ClinicalInfo, SarcopeniaMeasures, chargi_warning,
-                       implausibility_warnings, measure_slice)
+                       fold_disagreement, fold_disagreement_warning, implausibility_warnings,
+                       measure_slice)
 from .models import Ensemble
 
 Progress = Callable[[float, str], None]
@@ -274,7 +275,14 @@ def _section_warnings(extent_mm: float, fold_zs: list[float], n_folds: int,
 def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
                    progress: Progress | None = None) -> np.ndarray:
     """Stage 2: skeletal muscle on slice k as (j, i) uint8 labels on the CT's own pixels
-    (1 paravertebral, 2 SCM right, 3 SCM left; 1 alone for a model without groups).
+    (1 paravertebral, 2 SCM right, 3 SCM left; 1 alone for a model without groups)."""
+    return segment_muscle_folds(ct, c3_slice_k, models, progress)[0]
+
+
+def segment_muscle_folds(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
+                         progress: Progress | None = None) -> tuple[np.ndarray, float | None]:
+    """Stage 2's labels and how much its folds disagree on the slice (measures.
+    fold_disagreement, on the network's grid of the slice).
 
     A pixel is muscle when most folds say so, and takes the group most folds chose; the
     guards then keep it within -29..150 HU, inside the body and out of the spinal canal.
@@ -291,7 +299,7 @@ def segment_muscle(ct: sitk.Image, c3_slice_k: int, models: Ensemble,
     hu = sitk.GetArrayViewFromImage(ct_slice)
     muscle[~guards.allowed_muscle_pixels(hu, imaging.pixel_spacing_mm(ct))] = 0
     _report(progress, 1.0, "Muscle segmented")
-    return muscle
+    return muscle, fold_disagreement(masks)
 
 
 def _majority_class(masks: list[np.ndarray], grid: sitk.Image,
@@ -314,16 +322,19 @@ class Prediction:
     muscle_slice_mask: np.ndarray          # (j, i) on slice k: 1 paravertebral, 2/3 SCM R/L
     section_mask: np.ndarray | None = None  # (k, j, i), None when stage 1 was skipped
     warnings: list[str] = field(default_factory=list)
+    muscle_fold_disagreement: float | None = None  # None: a given mask, or a single fold
 
     def as_dict(self) -> dict:
         return {"c3_slice_k": self.c3_slice_k, "c3_slice_z_mm": self.c3_slice_z_mm,
-                **self.measures.as_dict(), "warnings": list(self.warnings)}
+                **self.measures.as_dict(),
+                "muscle_fold_disagreement": self.muscle_fold_disagreement,
+                "warnings": list(self.warnings)}
 
 
 def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray,
                      clinical: ClinicalInfo, section_mask: np.ndarray | None = None,
-                     warnings: list[str] | None = None,
-                     scm_nodal: str | None = None) -> Prediction:
+                     warnings: list[str] | None = None, scm_nodal: str | None = None,
+                     muscle_fold_disagreement: float | None = None) -> Prediction:
     """Measures of a muscle mask on slice k, with the pixel area of the CT's own grid;
     ``scm_nodal`` ('right' or 'left') applies the Chargi rule for an SCM lost in nodes."""
     hu = sitk.GetArrayViewFromImage(ct)[slice_k]
@@ -331,9 +342,10 @@ def measure_on_slice(ct: sitk.Image, slice_k: int, muscle_slice_mask: np.ndarray
                              scm_nodal)
     warnings = (imaging.reading_warnings(ct) + list(warnings or [])
                 + ([chargi_warning(scm_nodal)] if scm_nodal else [])
+                + fold_disagreement_warning(muscle_fold_disagreement)
                 + implausibility_warnings(measures))
     return Prediction(slice_k, imaging.slice_z_mm(ct, slice_k), measures, muscle_slice_mask,
-                      section_mask, warnings)
+                      section_mask, warnings, muscle_fold_disagreement)
 
 
 def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
@@ -351,6 +363,7 @@ def predict(ct: sitk.Image, clinical: ClinicalInfo, muscle_models: Ensemble,
     used = [muscle_models] + ([section_models] if section is not None else [])
     if any(models.card.synthetic for models in used):
         warnings.append(SYNTHETIC_MODELS_WARNING)
-    muscle = segment_muscle(ct, slice_k, muscle_models,
-                            lambda f, m: _report(progress, 0.8 + 0.2 * f, m))
-    return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings, scm_nodal)
+    muscle, disagreement = segment_muscle_folds(
+        ct, slice_k, muscle_models, lambda f, m: _report(progress, 0.8 + 0.2 * f, m))
+    return measure_on_slice(ct, slice_k, muscle, clinical, section, warnings, scm_nodal,
+                            disagreement)

@@ -152,13 +152,15 @@ class Worker:
             if request.slice_k is None:
                 raise InputError("no C3 slice is chosen: run Find C3 or choose the slice first.")
             models = self.ensemble("muscle", request, loaded)
-            muscle = pipeline.segment_muscle(ct, request.slice_k, models, progress)
+            muscle, disagreement = pipeline.segment_muscle_folds(ct, request.slice_k, models,
+                                                                 progress)
             k = request.slice_k
             write_image_atomic(imaging.mask_image(muscle[None], ct[:, :, k:k + 1]),
                                out / MUSCLE_SLICE_FILE)
             clinical = ClinicalInfo(**request.clinical)
             fields = pipeline.measure_on_slice(ct, k, muscle, clinical,
-                                               scm_nodal=request.scm_nodal).as_dict()
+                                               scm_nodal=request.scm_nodal,
+                                               muscle_fold_disagreement=disagreement).as_dict()
         synthetic = models.card.synthetic
         fields["warnings"] = fields["warnings"] + ([SYNTHETIC_MODELS_WARNING] if synthetic else [])
         fields.update(step=request.step, synthetic_models=synthetic)

@@ -45,8 +45,9 @@ def read_rows(path) -> list[dict]:
 def test_failures_are_recorded_and_a_rerun_measures_only_what_is_missing(
         tmp_path, ct_folder, tiny_models, cohort_rows, capsys):
     out = tmp_path / "results.csv"
-    assert run_batch(ct_folder, out, tiny_models) == 0
-    assert "Measured 2, failed 1" in capsys.readouterr().out
+    assert run_batch(ct_folder, out, tiny_models) == 1  # a case failed: not a clean run
+    printed = capsys.readouterr()
+    assert "Measured 2, failed 1" in printed.out and "1 case(s) failed" in printed.err
     rows = {row["case_id"]: row for row in read_rows(out)}
     assert sorted(rows) == ["alpha", "beta", "broken"]  # notes.txt is no case
     assert "could not be read as an image" in rows["broken"]["error"]

@@ -22,7 +22,7 @@ def bench(tmp_path_factory, tiny_models, small_phantom_options, phantom_cohort):
                          patch_size=[32, 32, 32], channels=[4, 8], strides=[2])
     out = tmp_path_factory.mktemp("bench")
     options = BenchOptions(out, tiny_models, real_ct=read_manifest(phantom_cohort)[0]["ct"],
-                           repeats=3, paper_repeats=1, batch_cases=2,
+                           repeats=3, paper_repeats=1, batch_cases=2, batch_workers=(0, 2),
                            phantom=small_phantom_options, batch_phantom=small_phantom_options,
                            paper_card=tiny_paper)
     return run_bench(options), out
@@ -54,12 +54,21 @@ def test_bench_json_holds_consistent_figures(bench):
     assert 0 < saved["worker_nudge_s"] and any("worker_nudge_s" in n for n in saved["notes"])
 
 
-def test_batch_throughput_matches_its_elapsed_time(bench):
+def test_batch_throughput_in_process_and_on_two_workers(bench):
+    """The same phantoms in this process and on a local cluster of two worker processes."""
     result, out = bench
-    batch = result["batch"]
-    assert batch["cases"] == 2 and batch["measured"] + batch["failed"] == 2
-    assert result["batch_cases_per_hour"] == pytest.approx(3600 * 2 / batch["elapsed_s"])
-    assert (out / "batch" / "results.csv").is_file()
+    assert list(result["batch_workers"]) == ["0", "2"]
+    for workers, batch in result["batch_workers"].items():
+        assert batch["workers"] == int(workers)
+        assert batch["cases"] == 2 and batch["measured"] + batch["failed"] == 2
+        assert batch["cases_per_hour"] == pytest.approx(3600 * 2 / batch["elapsed_s"])
+        assert batch["start_s"] > 0
+        assert len((out / "batch" / f"results_{workers}_workers.csv").read_text()
+                   .splitlines()) == 3
+    assert result["batch"] == result["batch_workers"]["0"]
+    assert result["batch_cases_per_hour"] == result["batch"]["cases_per_hour"]
+    assert result["batch_workers_ratio"] == pytest.approx(
+        result["batch_workers"]["2"]["cases_per_hour"] / result["batch_cases_per_hour"])
 
 
 def test_table_names_every_step_and_the_speedup(bench):
@@ -68,6 +77,8 @@ def test_table_names_every_step_and_the_speedup(bench):
     assert "whole predict (read incl.)" in table and "cases per hour" in table
     assert "command start: --help" in table
     assert "nudge through the warm worker" in table
+    assert "batch in one process" in table and "batch on 2 worker processes" in table
+    assert "batch gain, 2 workers over 0" in table
 
 
 def test_skipped_paper_configuration_and_batch_leave_their_figures_empty(bench):
@@ -88,3 +99,6 @@ def test_bench_refuses_bad_arguments(tmp_path, capsys):
     assert "--repeats must be at least 1" in capsys.readouterr().err
     assert main(["bench", "--out", str(tmp_path), "--real-ct", str(tmp_path / "none.nii")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    for workers in ("1,-2", "two", ""):
+        assert main(["bench", "--out", str(tmp_path), "--batch-workers", workers]) == 2
+        assert "--batch-workers takes worker counts" in capsys.readouterr().err

@@ -35,7 +35,9 @@ def test_predict_end_to_end_writes_every_output(tmp_path, case, tiny_models, cap
     result = json.loads((tmp_path / "result.json").read_text())
     assert set(result) == {"c3_slice_k", "c3_slice_z_mm", "muscle_csa_cm2", "muscle_mean_hu",
                            "l3_csa_cm2", "smi_cm2_m2", "muscle_status", "warnings",
-                           "paravertebral_csa_cm2", "scm_right_csa_cm2", "scm_left_csa_cm2"}
+                           "paravertebral_csa_cm2", "scm_right_csa_cm2", "scm_left_csa_cm2",
+                           "muscle_fold_disagreement"}
+    assert 0 <= result["muscle_fold_disagreement"] <= 1  # the test models have 2 folds
     ct = imaging.read_ct(case["ct"])
     assert result["c3_slice_z_mm"] == pytest.approx(imaging.slice_z_mm(ct, result["c3_slice_k"]))
     muscle = sitk.ReadImage(str(tmp_path / "muscle.nii.gz"))

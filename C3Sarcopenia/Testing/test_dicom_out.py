@@ -200,7 +200,7 @@ def test_batch_dicom_out_writes_seg_and_sr_and_refuses_nifti(tmp_path, case, tin
     sitk.WriteImage(sitk.ReadImage(case["ct"]), str(cohort / "patient_nifti.nii.gz"))
     table = tmp_path / "batch.csv"
     assert run(["batch", cohort, "--out", table, "--save-dir", tmp_path / "cases",
-                "--models", tiny_models, "--dicom-out"]) == 0
+                "--models", tiny_models, "--dicom-out"]) == 1  # the NIfTI case failed
     with table.open(newline="") as handle:
         rows = {row["case_id"]: row for row in csv.DictReader(handle)}
     assert rows["patient_dicom"]["error"] == ""

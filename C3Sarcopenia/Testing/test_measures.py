@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from C3SarcopeniaLib.errors import InputError
-from C3SarcopeniaLib.measures import (ClinicalInfo, l3_csa_cm2, measure_slice, muscle_csa_cm2,
-                                      muscle_status, parse_sex, smi_cm2_m2)
+from C3SarcopeniaLib.measures import (MUSCLE_FOLD_DISAGREEMENT_WARN, ClinicalInfo,
+                                      fold_disagreement, fold_disagreement_warning, l3_csa_cm2,
+                                      measure_slice, muscle_csa_cm2, muscle_status, parse_sex,
+                                      smi_cm2_m2)
 
 
 def test_csa_of_a_known_mask_uses_the_true_pixel_spacing():
@@ -71,3 +73,25 @@ def test_sex_spellings():
         ["M", "M", "F", "F", None, None]
     with pytest.raises(InputError):
         parse_sex("yes")
+
+
+def test_fold_disagreement_by_hand():
+    fold = np.zeros((20, 20), np.uint8)
+    fold[0:10, 0:10] = 1                       # 100 pixels
+    wider = fold.copy()
+    wider[10:15, 0:10] = 2                     # the same 100 and 50 more (another group)
+    assert fold_disagreement([fold, fold.copy(), fold.copy()]) == 0.0
+    # every fold: 100 pixels, any fold: 150; 1 - 2 * 100 / (100 + 150) = 0.2
+    assert fold_disagreement([fold, wider]) == pytest.approx(0.2)
+    apart = np.zeros_like(fold)
+    apart[15:20, 15:20] = 1
+    assert fold_disagreement([fold, apart]) == 1.0
+    assert fold_disagreement([np.zeros_like(fold)] * 3) == 0.0  # nothing drawn, no dispute
+    assert fold_disagreement([fold]) is None
+
+
+def test_fold_disagreement_warns_only_above_its_threshold():
+    assert fold_disagreement_warning(None) == []
+    assert fold_disagreement_warning(MUSCLE_FOLD_DISAGREEMENT_WARN) == []
+    (warning,) = fold_disagreement_warning(MUSCLE_FOLD_DISAGREEMENT_WARN + 0.01)
+    assert "folds disagree on the muscle outline" in warning

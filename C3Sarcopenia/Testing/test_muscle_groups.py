@@ -1,5 +1,7 @@
 """Muscle groups end to end: the Chargi rule, the guards, side-aware flips, three-class
-models and evaluation against grouped labels."""
+models, evaluation against grouped labels, and how much the folds disagree."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from C3SarcopeniaLib.errors import InputError
 from C3SarcopeniaLib.measures import ClinicalInfo, measure_slice
 from C3SarcopeniaLib.models import ModelCard, load_ensemble
 from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
-from C3SarcopeniaLib.pipeline import segment_muscle
+from C3SarcopeniaLib.pipeline import segment_muscle, segment_muscle_folds
 from C3SarcopeniaLib.training import RandLeftRightFlipd
 
 CLINICAL = ClinicalInfo(age_years=60, sex="M", height_cm=175, weight_kg=80)
@@ -147,3 +149,15 @@ def test_evaluate_gives_group_dsc_bland_altman_and_the_readers_ceiling(tmp_path,
     limits = metrics["csa_bland_altman_cm2_gt"]
     assert limits["loa_low"] <= limits["bias"] <= limits["loa_high"]
     assert metrics["muscle_dsc_mean"] is not None
+
+
+def test_fold_disagreement_is_zero_for_identical_folds_and_positive_for_differing_ones(
+        tiny_models, phantom):
+    models = load_ensemble(tiny_models / "muscle", "cpu")
+    same = replace(models, nets=[models.nets[0]] * 2)
+    labels, agreed = segment_muscle_folds(phantom.ct, phantom.c3_slice_k, same)
+    assert labels.any() and agreed == 0.0
+    _, differing = segment_muscle_folds(phantom.ct, phantom.c3_slice_k, models)
+    assert 0 < differing < 1  # the two test folds were trained on different cases
+    single = replace(models, nets=models.nets[:1])
+    assert segment_muscle_folds(phantom.ct, phantom.c3_slice_k, single)[1] is None

@@ -321,7 +321,7 @@ def test_an_unexpected_os_error_is_one_line_and_exit_2(tmp_path, capsys, monkeyp
     assert words in line and "result.json" in line
 
 
-HEAVY = ("torch", "monai", "matplotlib", "lifelines", "pandas", "skimage")
+HEAVY = ("torch", "monai", "matplotlib", "lifelines", "pandas", "skimage", "distributed")
 PROBE = """
 import json, sys
 from C3SarcopeniaLib.cli import main
@@ -368,6 +368,10 @@ def test_the_help_of_every_sub_command_loads_no_heavy_library(tmp_path):
     (["--help"], 0), (["predict", "--help"], 0), (["batch", "--help"], 0),
     (["predict", "missing_ct.nii.gz", "--out", "{tmp}/out"], 2),
     (["batch", "{tmp}", "--out", "/proc/c3sarcopenia-test.csv"], 2),
+    (["batch", "{tmp}", "--out", "/proc/c3sarcopenia-test.csv", "--workers", "2"], 2),
+    (["batch", "{tmp}", "--out", "{tmp}/r.csv", "--workers", "-1"], 2),
+    (["batch", "{tmp}", "--out", "{tmp}/r.csv", "--workers", "2", "--scheduler", "tcp://x:1"],
+     2),
     (["survival", "missing.csv", "--time", "t", "--event", "e", "--sex", "s", "--smi", "m",
       "--out", "{tmp}/out"], 2)])
 def test_help_and_instant_refusals_load_no_heavy_library(tmp_path, argv, status):

@@ -85,7 +85,9 @@ def _add_batch(subparsers) -> None:
         description="Run predict on every case and append one row per case to the CSV as it "
                     "finishes. A case that cannot be measured gets its error in the row and "
                     "the batch goes on; running the same command again skips the cases "
-                    "already measured and retries the failed ones.")
+                    "already measured from an unchanged input and retries the others. One run "
+                    "at a time writes a CSV (a second is refused). Exit status: 0 all "
+                    "measured, 1 some cases failed, 2 refused, 130 interrupted.")
     parser.add_argument("input", help="folder (each NIfTI/NRRD/MHA file or DICOM series "
                                       "sub-folder is a case) or a manifest.csv (its ct and "
                                       "clinical columns)")
@@ -96,6 +98,14 @@ def _add_batch(subparsers) -> None:
     parser.add_argument("--dicom-out", action="store_true",
                         help="also write each case's DICOM SEG and SR into its --save-dir "
                              "folder (DICOM cases only)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="measure N cases at once on a local Dask cluster of N worker "
+                            "processes sharing the cores (default: one case after another in "
+                            "this process, as with 0)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="measure on a running Dask cluster, e.g. tcp://node1:8786 (SLURM "
+                            "through dask-jobqueue: see the README)")
     add_model_arguments(parser)
     parser.set_defaults(handler=run_batch)
 
@@ -104,25 +114,44 @@ def run_batch(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     if args.save_dir is not None:
         check_output_folder(args.save_dir, "--save-dir")
-    from ..cohort.batch import find_cases
+    if args.workers is not None and args.workers < 0:
+        raise InputError("--workers must be 0 (this process) or more.")
+    from ..cohort.batch import BatchJob, find_cases
     from ..cohort.batch import run_batch as measure_all
+    from ..models import default_models_dir
 
     cases = find_cases(args.input)
     if args.dicom_out and args.save_dir is None:
         raise InputError("--dicom-out writes into each case's result folder: give --save-dir.")
-    section_models = load_stage_models(args, "section")
-    muscle_models = load_stage_models(args, "muscle")
+    job = BatchJob(args.models or default_models_dir(), args.device, args.folds,
+                   args.save_dir, args.dicom_out)
 
     def progress(i: int, n: int, case_id: str, row: dict) -> None:
         outcome = f"error: {row['error']}" if row["error"] else \
             f"C3 slice {row['c3_slice_k']}, CSA {row['muscle_csa_cm2']} cm^2"
         print(f"[{i + 1}/{n}] {case_id}: {outcome} ({row['seconds']} s)", file=sys.stderr)
 
-    summary = measure_all(cases, args.out, section_models, muscle_models, args.save_dir,
-                          progress, args.dicom_out)
+    summary = measure_all(cases, args.out, job, _case_runner(args), progress)
+    stale = (f", measured again {summary.stale} whose CT or clinical fields changed"
+             if summary.stale else "")
     print(f"Measured {summary.measured}, failed {summary.failed} (see the error column), "
-          f"skipped {summary.skipped} already in {args.out}")
+          f"skipped {summary.skipped} already in {args.out}{stale}")
+    if summary.failed:
+        print(f"{summary.failed} case(s) failed: their rows say why; run the same command "
+              "again to retry them.", file=sys.stderr)
+        return 1
     return 0
+
+
+def _case_runner(args: argparse.Namespace):
+    """Where the cases run: this process, or a Dask cluster (imported only then)."""
+    if not args.workers and args.scheduler is None:
+        return None
+    from functools import partial
+
+    from ..cohort.cluster import dask_runner
+
+    return partial(dask_runner, args.workers, args.scheduler)
 
 
 def _add_evaluate(subparsers) -> None:

@@ -149,6 +149,9 @@ def print_result(result: dict, out_dir: Path) -> None:
     print(f"L3 CSA          {fmt(result['l3_csa_cm2'])} cm^2")
     print(f"SMI             {fmt(result['smi_cm2_m2'])} cm^2/m^2")
     print(f"Status          {result['muscle_status'] or 'n/a (give age, sex, height, weight)'}")
+    if result.get("muscle_fold_disagreement") is not None:
+        print(f"Fold disagreement {result['muscle_fold_disagreement']:.2f} on the muscle "
+              "(0: every fold drew the same)")
     for warning in result["warnings"]:
         print(f"Warning: {warning}")
     print(f"Overlay         {out_dir / 'overlay.png'}")

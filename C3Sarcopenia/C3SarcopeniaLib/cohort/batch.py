@@ -2,34 +2,31 @@
 
 A cohort run takes hours and some scans are always unusable, so a failing case is recorded
 with its reason and the run goes on, and a rerun of the same command skips the cases already
-measured: an interrupted run loses at most the case it was on.
+measured: an interrupted run loses at most the cases it was on. The cases run in this process
+one after another (InProcessRunner) or on the worker processes of a Dask cluster
+(cluster.DaskRunner); either way the same task measures a case and only this process writes
+the table (batch_table).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
+import contextlib
+import functools
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Iterator, Protocol, Tuple, Union
 
 from .. import imaging
 from ..errors import InputError
-from .evaluation import clinical_from_row
-from ..fileio import write_text_atomic
-from ..measures import ClinicalInfo
+from ..fileio import os_error_line, remove_if_empty, sole_writer
+from ..report import remove_result
+from .batch_table import (MEASURE_COLUMNS, append_row, batch_columns, cell, input_key,
+                          resume_table)
 from .ingest import SURVIVAL_COLUMNS
-from ..dicomout import dicom_results_writer
-from ..models import Ensemble
-from ..pipeline import Prediction, predict
-from ..report import write_prediction
 
-MEASURE_COLUMNS = ("c3_slice_k", "c3_slice_z_mm", "muscle_csa_cm2", "muscle_mean_hu",
-                   "l3_csa_cm2", "smi_cm2_m2", "muscle_status", "paravertebral_csa_cm2",
-                   "scm_right_csa_cm2", "scm_left_csa_cm2")
-CLINICAL_COLUMNS = ("age", "sex", "height_cm", "weight_kg")
 _HIDDEN = (".", "__")
 
 
@@ -74,89 +71,128 @@ def _case_name(path: Path) -> str:
     return path.name[:len(path.name) - len(suffix)]
 
 
-def batch_columns(cases: list[BatchCase]) -> tuple[str, ...]:
-    """The CSV's columns; the manifest's survival columns are carried along so that the
-    batch CSV feeds 'c3sarcopenia survival --smi smi_cm2_m2' directly."""
-    carried = tuple(c for c in SURVIVAL_COLUMNS if cases[0].row and c in cases[0].row)
-    return ("case_id", "path", *MEASURE_COLUMNS, *CLINICAL_COLUMNS, *carried,
-            "warnings", "error", "seconds")
-
-
-def done_cases(out_csv: Path, columns: tuple[str, ...]) -> set[str]:
-    """Cases already measured without error; the CSV keeps only those, so that failed and
-    half-written cases are retried and each case has one row."""
-    if not out_csv.is_file() or out_csv.stat().st_size == 0:
-        write_text_atomic(out_csv, ",".join(columns) + "\n")
-        return set()
-    with out_csv.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != columns:
-            raise InputError(f"{out_csv} holds another table (columns "
-                             f"{', '.join(reader.fieldnames or ())}): give a new --out file, "
-                             "or the one an earlier run of this input wrote.")
-        rows = list(reader)
-    kept = [row for row in rows if not row["error"] and row["seconds"]]
-    if len(kept) < len(rows):
-        write_text_atomic(out_csv, _csv_text(columns, kept, header=True))
-    return {row["case_id"] for row in kept}
-
-
-def _csv_text(columns: tuple[str, ...], rows: list[dict], header: bool = False) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def append_row(out_csv: Path, columns: tuple[str, ...], row: dict) -> None:
-    """One write of one whole line, flushed to disk before the next case starts."""
-    with out_csv.open("a", newline="", encoding="utf-8") as handle:
-        handle.write(_csv_text(columns, [row]))
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 @dataclass(frozen=True)
-class CaseResult:
-    prediction: Prediction
-    clinical: ClinicalInfo  # the fields the L3 estimate used
+class BatchJob:
+    """What every case of a batch shares. It travels to the worker processes, so it names
+    the models instead of holding them: each process loads them once (stage_models)."""
+
+    models_dir: Path
+    device: str = "auto"
+    folds: int | None = None
+    save_dir: Path | None = None
+    dicom_out: bool = False
 
 
-def measure_case(case: BatchCase, section_models: Ensemble, muscle_models: Ensemble,
-                 save_dir: Path | None = None, dicom_out: bool = False) -> CaseResult:
+@functools.lru_cache(maxsize=2)
+def _loaded_models(models_dir: str, device: str, folds: int | None):
+    from ..models import load_ensemble
+
+    return (load_ensemble(Path(models_dir) / "section", device, folds),
+            load_ensemble(Path(models_dir) / "muscle", device, folds))
+
+
+_LOADING = threading.Lock()  # a worker's threads start their first cases together
+
+
+def stage_models(job: BatchJob):
+    """The (section, muscle) ensembles of the job, loaded once per process."""
+    with _LOADING:
+        return _loaded_models(str(job.models_dir), job.device, job.folds)
+
+
+def measure_case(case: BatchCase, job: BatchJob):
+    """The prediction and the clinical fields it used; the case's result folder in
+    ``job.save_dir`` when there is one."""
+    from ..dicomout import dicom_results_writer
+    from ..pipeline import predict
+    from ..report import write_prediction
+    from .evaluation import clinical_from_row
+
+    section_models, muscle_models = stage_models(job)
     ct = imaging.read_ct(case.path)
-    dicom_writer = dicom_results_writer(case.path, ct) if dicom_out else None
+    dicom_writer = dicom_results_writer(case.path, ct) if job.dicom_out else None
     clinical = (clinical_from_row(case.row) if case.row is not None
                 else imaging.read_clinical_tags(case.path))
     # a manifest may name an SCM engulfed by nodes (column scm_nodal: right or left)
     scm_nodal = (case.row or {}).get("scm_nodal", "").strip().lower() or None
     prediction = predict(ct, clinical, muscle_models, section_models, scm_nodal=scm_nodal)
-    if save_dir is not None:
-        write_prediction(save_dir / case.case_id, ct, prediction, dicom_writer)
-    return CaseResult(prediction, clinical)
+    if job.save_dir is not None:
+        write_prediction(job.save_dir / case.case_id, ct, prediction, dicom_writer)
+    return prediction, clinical
 
 
-def result_row(case: BatchCase, columns: tuple[str, ...], result: CaseResult | None,
-               error: str, seconds: float) -> dict:
-    row = {"case_id": case.case_id, "path": str(case.path), "error": error,
-           "seconds": f"{seconds:.1f}"}
-    row.update({c: case.row.get(c, "") for c in SURVIVAL_COLUMNS if c in columns})
-    if result is not None:
-        values = result.prediction.as_dict()
-        row.update({c: _cell(values[c]) for c in MEASURE_COLUMNS})
-        row["warnings"] = " | ".join(result.prediction.warnings)
-        clinical = result.clinical
-        row.update(age=_cell(clinical.age_years), sex=_cell(clinical.sex),
-                   height_cm=_cell(clinical.height_cm), weight_kg=_cell(clinical.weight_kg))
+def case_row(job: BatchJob, columns: tuple[str, ...], case: BatchCase, key: str) -> dict:
+    """The task each case is: its CSV row, measured or with the error that stopped it,
+    whatever the exception (a bug or a library's error is one row too, not the end of the
+    run). The case's result folder holds this run's result or nothing."""
+    started = time.monotonic()
+    folder = job.save_dir / case.case_id if job.save_dir is not None else None
+    if folder is not None:
+        remove_result(folder)
+    try:
+        prediction, clinical = measure_case(case, job)
+    except Exception as error:  # noqa: BLE001 - every failure is the case's row
+        if folder is not None:
+            remove_result(folder)
+            remove_if_empty(folder)
+        return failed_row(case, columns, key, error_line(error), time.monotonic() - started)
+    row = _row_start(case, columns, key, time.monotonic() - started)
+    values = prediction.as_dict()
+    row.update({c: cell(values[c]) for c in MEASURE_COLUMNS})
+    row["warnings"] = " | ".join(prediction.warnings)
+    row.update(age=cell(clinical.age_years), sex=cell(clinical.sex),
+               height_cm=cell(clinical.height_cm), weight_kg=cell(clinical.weight_kg))
     return row
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    return str(round(value, 3)) if isinstance(value, float) else str(value)
+def error_line(error: BaseException) -> str:
+    """One line for the error column: the clinician's message of an input error, else the
+    exception and where it was raised (for a bug report)."""
+    if isinstance(error, InputError):
+        return str(error)
+    if isinstance(error, OSError):
+        return os_error_line(error)
+    where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    place = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
+    return " ".join(f"{type(error).__name__}: {error}{place}".split())
+
+
+def failed_row(case: BatchCase, columns: tuple[str, ...], key: str, error: str,
+               seconds: float) -> dict:
+    return {**_row_start(case, columns, key, seconds), "error": error}
+
+
+def _row_start(case: BatchCase, columns: tuple[str, ...], key: str, seconds: float) -> dict:
+    row = {"case_id": case.case_id, "path": str(case.path), "input_key": key, "error": "",
+           "seconds": f"{seconds:.1f}"}
+    row.update({c: case.row.get(c, "") for c in SURVIVAL_COLUMNS if c in columns})
+    return row
+
+
+# A case's task: (case, its input_key) -> its row. A runner yields each case with its row,
+# or with the one-line reason it got none (its worker process died).
+Task = Callable[[BatchCase, str], dict]
+Outcome = Tuple[BatchCase, Union[dict, str]]
+
+
+class CaseRunner(Protocol):
+    """Where the cases run: ``prepare`` loads the models there (a refusal, such as a missing
+    GPU, comes before any case), ``outcomes`` yields each case as it finishes."""
+
+    def prepare(self, job: BatchJob) -> None: ...
+
+    def outcomes(self, task: Task, work: list[tuple[BatchCase, str]]) -> Iterator[Outcome]: ...
+
+
+class InProcessRunner:
+    """Each case in this process, one after another: the batch without a cluster."""
+
+    def prepare(self, job: BatchJob) -> None:
+        stage_models(job)
+
+    def outcomes(self, task: Task, work: list[tuple[BatchCase, str]]) -> Iterator[Outcome]:
+        for case, key in work:
+            yield case, task(case, key)
 
 
 @dataclass(frozen=True)
@@ -164,33 +200,47 @@ class BatchSummary:
     measured: int
     failed: int
     skipped: int  # already in the CSV from an earlier run
+    stale: int = 0  # rows of an earlier run dropped: their input changed since
 
 
-def run_batch(cases: list[BatchCase], out_csv: str | Path, section_models: Ensemble,
-              muscle_models: Ensemble, save_dir: str | Path | None = None,
+def run_batch(cases: list[BatchCase], out_csv: str | Path, job: BatchJob,
+              open_runner: Callable[[], ContextManager[CaseRunner]] | None = None,
               progress: Callable[[int, int, str, dict], None] | None = None,
-              dicom_out: bool = False) -> BatchSummary:
-    """Measure each case not yet in the CSV and append its row; a case whose input is
-    unusable (InputError) gets its error in the row and the batch goes on. ``dicom_out``
-    adds each case's DICOM SEG and SR to its folder in ``save_dir``."""
+              task: Callable[..., dict] = case_row) -> BatchSummary:
+    """Measure each case not yet in the CSV (or measured from an input that has changed) and
+    append its row as it comes back. ``open_runner`` gives where the cases run (default:
+    this process; cluster.dask_runner for a cluster), opened only once the table is locked
+    and there is work to do. ``task`` measures one case (case_row; a test may give another
+    function of the same arguments)."""
     out_csv = Path(out_csv)
     columns = batch_columns(cases)
-    done = done_cases(out_csv, columns)
+    keys = {case.case_id: input_key(case) for case in cases}
     measured = failed = 0
-    for i, case in enumerate(cases):
-        if case.case_id in done:
-            continue
-        started = time.monotonic()
-        result, error = None, ""
-        try:
-            result = measure_case(case, section_models, muscle_models,
-                                      Path(save_dir) if save_dir else None, dicom_out)
-            measured += 1
-        except InputError as problem:
-            error = str(problem)
-            failed += 1
-        row = result_row(case, columns, result, error, time.monotonic() - started)
-        append_row(out_csv, columns, row)
-        if progress:
-            progress(i, len(cases), case.case_id, row)
-    return BatchSummary(measured, failed, len(done & {c.case_id for c in cases}))
+    with sole_writer(out_csv):
+        kept = resume_table(out_csv, columns, keys)
+        work = [(case, keys[case.case_id]) for case in cases if case.case_id not in kept.done]
+        if work:
+            with (open_runner or _in_process)() as runner:
+                runner.prepare(job)
+                for case, outcome in runner.outcomes(functools.partial(task, job, columns),
+                                                     work):
+                    row = outcome if isinstance(outcome, dict) else \
+                        _lost_case_row(case, job, columns, keys, outcome)
+                    append_row(out_csv, columns, row)
+                    measured, failed = measured + (not row["error"]), failed + bool(row["error"])
+                    if progress:
+                        progress(measured + failed - 1, len(work), row["case_id"], row)
+    return BatchSummary(measured, failed, len(cases) - len(work), kept.stale)
+
+
+def _in_process() -> ContextManager[CaseRunner]:
+    return contextlib.nullcontext(InProcessRunner())
+
+
+def _lost_case_row(case: BatchCase, job: BatchJob, columns: tuple[str, ...],
+                   keys: dict[str, str], reason: str) -> dict:
+    """The row of a case whose worker died before it answered; what it had written goes."""
+    if job.save_dir is not None:
+        remove_result(job.save_dir / case.case_id)
+        remove_if_empty(job.save_dir / case.case_id)
+    return failed_row(case, columns, keys[case.case_id], reason, 0.0)
