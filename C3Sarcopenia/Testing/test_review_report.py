@@ -160,6 +160,27 @@ def test_bad_marks_are_refused_before_batch_measures_anything(tmp_path, capsys):
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "report.html").exists()
 
 
+def test_bad_marks_are_refused_before_ingest_reads_the_archive(tmp_path, capsys):
+    marks = write_marks(tmp_path / "m.csv", "case_id,review\nA,accept\nA,accept\n")
+    assert main(["ingest", str(tmp_path / "no archive"), "--clinical", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "cohort"), "--review-marks", str(marks)]) == 2
+    assert "marked again" in capsys.readouterr().err
+    assert not (tmp_path / "cohort" / "manifest.csv").exists()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda folder: folder / "missing.csv", ["does not exist", "the results CSV of a batch"]),
+    (lambda folder: write_marks(folder / "other.csv", "patient,smi\nA,40\n"),
+     ["lacks the column", "case_id,muscle_csa_cm2,warnings,error"]),
+    (lambda folder: write_marks(folder / "bad.csv", "case_id,muscle_csa_cm2,warnings,error\n"
+                                                    "A,forty,,\n"), ["line 2", "'forty'"])])
+def test_batch_report_refuses_what_is_no_batch_csv(tmp_path, capsys, make, words):
+    assert main(["batch-report", str(make(tmp_path))]) == 2
+    line = capsys.readouterr().err
+    assert all(word in line for word in words), line
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_manifest_rows_marked_needs_correction_are_left_out():
     rows = [{"case_id": "A", "review": "accept"}, {"case_id": "B", "review": "needs correction"},
             {"case_id": "C"}]
@@ -358,3 +379,27 @@ def test_train_leaves_out_cases_marked_needs_correction(tmp_path, phantom_cohort
         train([manifest], "section", tmp_path / "model", "fast", folds=2, iterations=1, seed=0,
               device="cpu", command="test", trained_on="test", synthetic=True, log=said.append)
     assert said[0].startswith("Left out 4 case(s) a reviewer marked needs_correction: ")
+
+
+def test_case_text_that_looks_like_html_is_shown_as_text(page, tmp_path):
+    hostile = "</script><script>document.title='taken'</script><b>bold</b>"
+    rows = [_row("<img src=x onerror=alert(1)>", "40.0", "M", [hostile]), _row("plain", "41", "F")]
+    out = tmp_path / "results.csv"
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_columns())
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["batch-report", str(out)]) == 0
+    page.goto((tmp_path / "report.html").as_uri())
+    assert sorted(shown_cases(page)) == sorted(["<img src=x onerror=alert(1)>", "plain"])
+    assert hostile in page.locator("td.warnings").first.inner_text()
+    assert page.title() == "C3 review: results.csv" and page.locator("#cases b").count() == 0
+
+
+def test_evaluate_refuses_a_manifest_whose_every_case_needs_correction(tmp_path):
+    from C3SarcopeniaLib.cohort.evaluation import evaluate
+
+    manifest = write_marks(tmp_path / "manifest.csv", "case_id,ct,c3_slice_k,review\n"
+                                                      "A,a.nii.gz,3,needs_correction\n")
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        evaluate(manifest, tmp_path / "out", None, None)
