@@ -1,5 +1,5 @@
 """Writing a result folder: result.json, the masks on the CT grid, overlay.png and the
-review report's thumbnail.png.
+review report's thumbnail.jpg.
 
 Everything is computed before anything is written; the files are written into a staging
 folder and switched in at the end, result.json last: its presence means the folder is
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DICOM_SEG_FILE = "c3_segmentation.seg.dcm"
 DICOM_SR_FILE = "c3_measures.sr.dcm"
 # Every file of a result folder, result.json (the sign of a finished run) first.
-THUMBNAIL_FILE = "thumbnail.png"  # the C3 slice zoomed on the neck, for the review report
+THUMBNAIL_FILE = "thumbnail.jpg"  # the C3 slice zoomed on the neck, for the review report
 RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png",
                 THUMBNAIL_FILE, DICOM_SEG_FILE, DICOM_SR_FILE)
 

@@ -18,6 +18,9 @@ from .fileio import write_atomic
 from .overlay import CROP_MARGIN_MM, DISPLAY_WINDOW_HU, GROUP_STYLE
 
 THUMBNAIL_PX = 200  # the longer side
+# JPEG without chroma subsampling: coloured outlines stay sharp at a third of a PNG's size
+# (about 8 kB a case), which matters in a page that embeds thousands of them.
+JPEG_QUALITY = 80
 
 
 def neck_thumbnail(ct: sitk.Image, slice_k: int, labels: np.ndarray) -> np.ndarray:
@@ -45,6 +48,10 @@ def neck_thumbnail(ct: sitk.Image, slice_k: int, labels: np.ndarray) -> np.ndarr
     return picture
 
 
+def thumbnail_jpeg(picture: Image.Image, target) -> None:
+    """Save a thumbnail (to a path or a file object) as the report embeds it."""
+    picture.convert("RGB").save(target, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+
+
 def write_thumbnail(picture: np.ndarray, path: Path) -> None:
-    write_atomic(Path(path), lambda tmp: Image.fromarray(picture).save(tmp, format="PNG",
-                                                                        optimize=True))
+    write_atomic(Path(path), lambda tmp: thumbnail_jpeg(Image.fromarray(picture), tmp))

@@ -62,6 +62,14 @@ def _row(case_id, csa, sex, warnings=(), error="", disagreement="", slice_k="40"
             "muscle_fold_disagreement": disagreement}
 
 
+def write_batch_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_columns())
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def write_cohort_results(folder: Path) -> tuple[Path, Path]:
     """A batch CSV of 30 cases (8 flagged, 22 ordinary men and women) and its --save-dir:
     thumbnails, one older folder with an overlay only, one case without a folder."""
@@ -71,16 +79,12 @@ def write_cohort_results(folder: Path) -> tuple[Path, Path]:
         rows.append(_row(f"m{i:02d}", f"{45 + rng.normal(0, 2):.1f}", "M", slice_k=str(30 + i)))
         rows.append(_row(f"f{i:02d}", f"{34 + rng.normal(0, 2):.1f}", "F", slice_k=str(30 + i)))
     rows[-2]["case_id"], rows[-1]["case_id"] = ACCEPTED, REJECTED
-    out = folder / "results.csv"
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_columns())
-        writer.writeheader()
-        writer.writerows(rows)
+    out = write_batch_csv(folder / "results.csv", rows)
     save_dir = folder / "cases"
     for i, row in enumerate(rows[:-1]):  # the last case has no result folder
         (save_dir / row["case_id"]).mkdir(parents=True)
         picture = Image.new("RGB", (40, 30), (i * 8, 100, 200))
-        name = "overlay.png" if i == 1 else "thumbnail.png"
+        name = "overlay.png" if i == 1 else "thumbnail.jpg"
         picture.save(save_dir / row["case_id"] / name)
     return out, save_dir
 
@@ -105,19 +109,10 @@ def test_priority_order_follows_the_flags(cohort_results):
 
 
 def test_a_warning_of_a_lower_tier_does_not_hide_a_higher_one(tmp_path):
-    out, _ = write_cohort_results(tmp_path)
-    with out.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    level = next(r for r in rows if r["case_id"] == "c02_level")["warnings"]
-    for row in rows:
-        if row["case_id"] == "c05_muscle":
-            row["warnings"] = level  # muscle disagreement and the level: the level first
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    cases = {c.case_id: c for c in prioritised(read_batch_csv(out))[0]}
-    assert cases["c05_muscle"].flags == ["level_disagreement", "muscle_disagreement"]
+    both = _row("both", "44.0", "M", FLAGGED["c02_level"][3], disagreement="0.4")
+    out = write_batch_csv(tmp_path / "results.csv", [both])  # muscle and level: level first
+    assert prioritised(read_batch_csv(out))[0][0].flags == ["level_disagreement",
+                                                              "muscle_disagreement"]
 
 
 def write_marks(path: Path, text: str) -> Path:
@@ -330,8 +325,8 @@ def test_batch_writes_the_report_with_thumbnails_and_earlier_marks(
     assert f"Review   {tmp_path / 'report.html'} (2 cases, 2 thumbnails, 2 marked)" in \
         capsys.readouterr().out
     for case_id in (ACCEPTED, REJECTED):
-        with Image.open(saved / case_id / "thumbnail.png") as thumbnail:
-            assert max(thumbnail.size) == 200
+        with Image.open(saved / case_id / "thumbnail.jpg") as thumbnail:
+            assert max(thumbnail.size) == 200 and thumbnail.format == "JPEG"
     (tmp_path / "report.html").unlink()
     assert main(argv) == 0  # everything already measured: the report is written again
     assert "skipped 2" in capsys.readouterr().out
@@ -384,12 +379,7 @@ def test_train_leaves_out_cases_marked_needs_correction(tmp_path, phantom_cohort
 def test_case_text_that_looks_like_html_is_shown_as_text(page, tmp_path):
     hostile = "</script><script>document.title='taken'</script><b>bold</b>"
     rows = [_row("<img src=x onerror=alert(1)>", "40.0", "M", [hostile]), _row("plain", "41", "F")]
-    out = tmp_path / "results.csv"
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_columns())
-        writer.writeheader()
-        writer.writerows(rows)
-    assert main(["batch-report", str(out)]) == 0
+    assert main(["batch-report", str(write_batch_csv(tmp_path / "results.csv", rows))]) == 0
     page.goto((tmp_path / "report.html").as_uri())
     assert sorted(shown_cases(page)) == sorted(["<img src=x onerror=alert(1)>", "plain"])
     assert hostile in page.locator("td.warnings").first.inner_text()

@@ -25,7 +25,7 @@ from .review_priority import (MIN_CASES_FOR_RANGE, MUSCLE_DISAGREEMENT_REVIEW, T
 
 REPORT_FILE = "report.html"
 OVERLAY_FILE = "overlay.png"
-OVERLAY_THUMBNAIL_PX = 480  # an older result folder without thumbnail.png: its overlay, shrunk
+OVERLAY_THUMBNAIL_PX = 480  # an older result folder without thumbnail.jpg: its overlay, shrunk
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ def _rules(ranges: dict[str, CsaRange]) -> list[str]:
 
 
 def _thumbnail(result_folder: Path) -> str | None:
-    """The case's thumbnail as a data URI (its overlay, shrunk, for an older result folder
-    without one); None when the folder has neither."""
+    """The case's thumbnail as a JPEG data URI (its overlay, shrunk, for an older result
+    folder without one); None when the folder has neither."""
     thumbnail = result_folder / THUMBNAIL_FILE
     if thumbnail.is_file():
         return _data_uri(thumbnail.read_bytes())
@@ -108,15 +108,17 @@ def _thumbnail(result_folder: Path) -> str | None:
         return None
     from PIL import Image
 
+    from ..thumbnail import thumbnail_jpeg
+
     try:
         with Image.open(overlay) as picture:
             picture.thumbnail((OVERLAY_THUMBNAIL_PX, OVERLAY_THUMBNAIL_PX))
             buffer = io.BytesIO()
-            picture.convert("RGB").save(buffer, format="PNG", optimize=True)
+            thumbnail_jpeg(picture, buffer)
     except OSError:  # a damaged picture: the row goes without one
         return None
     return _data_uri(buffer.getvalue())
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
