@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import IMPLAUSIBLE_CSA_PHRASE, MUSCLE_DISAGREEMENT_PHRASE, InputError
 
 MUSCLE_HU_RANGE = (-29.0, 150.0)
 # Label values of a grouped C3 muscle mask (0 is background); their sum is the C3 muscle.
@@ -183,7 +183,7 @@ def implausibility_warnings(measures: SarcopeniaMeasures) -> list[str]:
     warnings = []
     low, high = PLAUSIBLE_C3_CSA_CM2
     if not low <= measures.muscle_csa_cm2 <= high:
-        warnings.append(f"the C3 muscle CSA of {measures.muscle_csa_cm2:.1f} cm^2 is outside "
+        warnings.append(f"{IMPLAUSIBLE_CSA_PHRASE} {measures.muscle_csa_cm2:.1f} cm^2 is outside "
                         f"the {low:g}-{high:g} cm^2 of adult necks: check the slice, the mask "
                         "and the CT before using it.")
     low, high = PLAUSIBLE_MUSCLE_MEAN_HU
@@ -213,5 +213,5 @@ def fold_disagreement_warning(disagreement: float | None) -> list[str]:
     MUSCLE_FOLD_DISAGREEMENT_WARN)."""
     if disagreement is None or disagreement <= MUSCLE_FOLD_DISAGREEMENT_WARN:
         return []
-    return [f"the folds disagree on the muscle outline (fold disagreement {disagreement:.2f}, "
+    return [f"{MUSCLE_DISAGREEMENT_PHRASE} outline (fold disagreement {disagreement:.2f}, "
             f"above {MUSCLE_FOLD_DISAGREEMENT_WARN:g}): review the muscle on the overlay."]

@@ -16,7 +16,8 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from . import guards, imaging, input_checks
-from .errors import SYNTHETIC_MODELS_WARNING, InputError
+from .errors import (FOLDS_MISSING_PHRASE, LEVEL_DISAGREEMENT_PHRASE, SECTION_AT_EDGE_PHRASE,
+                     SYNTHETIC_MODELS_WARNING, THIN_SECTION_PHRASE, InputError)
 from .measures import (ClinicalInfo, SarcopeniaMeasures, chargi_warning,
                        fold_disagreement, fold_disagreement_warning, implausibility_warnings,
                        measure_slice)
@@ -257,17 +258,17 @@ def _section_warnings(extent_mm: float, fold_zs: list[float], n_folds: int,
     """Reasons a reviewer should look at the chosen level before trusting it."""
     warnings = []
     if len(fold_zs) < n_folds:
-        warnings.append(f"only {len(fold_zs)} of {n_folds} folds found a C3 section: "
+        warnings.append(f"only {len(fold_zs)} of {n_folds} {FOLDS_MISSING_PHRASE}: "
                         "review the level.")
     if fold_zs and max(fold_zs) - min(fold_zs) > FOLD_DISAGREEMENT_MM:
-        warnings.append(f"the folds disagree on the C3 level by "
+        warnings.append(f"{LEVEL_DISAGREEMENT_PHRASE} by "
                         f"{max(fold_zs) - min(fold_zs):.0f} mm (more than half a vertebra): "
                         "review the level.")
     if extent_mm < THIN_SECTION_MM:
-        warnings.append(f"the C3 section is only {extent_mm:.0f} mm thick (expected "
+        warnings.append(f"{THIN_SECTION_PHRASE} {extent_mm:.0f} mm thick (expected "
                         f"{imaging.SECTION_THICKNESS_MM:.0f} mm): review the level.")
     if at_edge:
-        warnings.append("the C3 section reaches the edge of the scan: C3 may be partly "
+        warnings.append(f"{SECTION_AT_EDGE_PHRASE}: C3 may be partly "
                         "outside the field of view; review the level.")
     return warnings
 

@@ -1,4 +1,5 @@
-"""Writing a result folder: result.json, the masks on the CT grid and overlay.png.
+"""Writing a result folder: result.json, the masks on the CT grid, overlay.png and the
+review report's thumbnail.jpg.
 
 Everything is computed before anything is written; the files are written into a staging
 folder and switched in at the end, result.json last: its presence means the folder is
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 DICOM_SEG_FILE = "c3_segmentation.seg.dcm"
 DICOM_SR_FILE = "c3_measures.sr.dcm"
 # Every file of a result folder, result.json (the sign of a finished run) first.
+THUMBNAIL_FILE = "thumbnail.jpg"  # the C3 slice zoomed on the neck, for the review report
 RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png",
-                DICOM_SEG_FILE, DICOM_SR_FILE)
+                THUMBNAIL_FILE, DICOM_SEG_FILE, DICOM_SR_FILE)
 
 
 def remove_result(out_dir: str | Path) -> None:
@@ -44,11 +46,13 @@ def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction
 
     from .imaging import mask_image
     from .overlay import overlay_figure
+    from .thumbnail import neck_thumbnail, write_thumbnail
 
     result = prediction.as_dict()
     muscle = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
     muscle[prediction.c3_slice_k] = prediction.muscle_slice_mask
     figure = overlay_figure(ct, prediction.muscle_slice_mask, result, prediction.section_mask)
+    thumbnail = neck_thumbnail(ct, prediction.c3_slice_k, prediction.muscle_slice_mask)
     try:
         with staged_outputs(out_dir, RESULT_FILES) as staging:
             write_image_atomic(mask_image(muscle, ct), staging / "muscle.nii.gz")
@@ -56,6 +60,7 @@ def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction
                 write_image_atomic(mask_image(prediction.section_mask, ct),
                                    staging / "c3_section.nii.gz")
             write_figure_atomic(figure, staging / "overlay.png")
+            write_thumbnail(thumbnail, staging / THUMBNAIL_FILE)
             if dicom_writer is not None:
                 dicom_writer(staging, prediction)
             write_text_atomic(staging / "result.json", json.dumps(result, indent=2) + "\n")

@@ -23,6 +23,7 @@ from monai.transforms import (Compose, MapTransform, RandAffined, RandCropByPosN
                               RandomizableTransform)
 
 from . import imaging
+from .cohort.review_marks import leave_out_needs_correction
 from .errors import InputError
 from .fileio import read_csv_rows, write_atomic, write_text_atomic
 from .image_files import read_image
@@ -301,7 +302,13 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
         raise InputError(f"fold {only_fold} does not exist: folds are numbered 0 to "
                          f"{folds - 1}.")
     _check_resume(out, card)
-    rows = [row for manifest in manifests for row in read_manifest(manifest)]
+    rows, left_out = [], []
+    for manifest in manifests:
+        kept, rejected = leave_out_needs_correction(read_manifest(manifest), Path(manifest).name)
+        rows, left_out = rows + kept, left_out + rejected
+    if left_out:
+        log(f"Left out {len(left_out)} case(s) a reviewer marked needs_correction: "
+            f"{', '.join(left_out)}")
     prepare = prepare_section_case if stage == "section" else prepare_muscle_case
     log(f"Preparing {len(rows)} cases for the {stage} stage ({preset} preset)")
     cases = [prepare(row, card) for row in rows]

@@ -79,7 +79,7 @@ def test_a_successful_rerun_replaces_every_file_of_the_previous_result(tmp_path,
     out.mkdir()
     (out / "c3_section.nii.gz").write_bytes(b"from an earlier predict")
     assert main(measure_argv(measured_case, out)) == 0
-    assert leftovers(out) == ["muscle.nii.gz", "overlay.png", "result.json"]
+    assert leftovers(out) == ["muscle.nii.gz", "overlay.png", "result.json", "thumbnail.jpg"]
 
 
 def test_a_run_that_fails_while_writing_leaves_nothing(tmp_path, measured_case, capsys,

@@ -60,23 +60,40 @@ def _add_ingest(subparsers) -> None:
                         help="death (1/Dead) or censored (0/Alive), copied as event")
     parser.add_argument("--tag-values", type=int, nargs="+", default=[1], metavar="LABEL",
                         help="labels that are skeletal muscle (default: 1)")
+    parser.add_argument("--review-marks", metavar="CSV",
+                        help="a review report's marks: each patient's mark goes into the "
+                             "manifest's review column, and train and evaluate leave out "
+                             "those marked needs_correction")
     parser.set_defaults(handler=run_ingest)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
     remove_outputs(check_output_folder(args.out), INGEST_TABLES)
     from ..cohort.ingest import ClinicalColumns, ingest_cohort
+    from ..cohort.review_marks import read_review_marks
+
+    marks = read_review_marks(args.review_marks) if args.review_marks else None
 
     columns = ClinicalColumns(args.id_column, args.age, args.sex, args.height_cm,
                               args.weight_kg, args.time_column, args.event_column)
     result = ingest_cohort(args.root, args.clinical, args.out, columns, tuple(args.tag_values),
-                           lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr))
+                           lambda i, n, case: print(f"[{i + 1}/{n}] {case}", file=sys.stderr),
+                           marks)
     for outcome in result.left_out:
         print(f"Left out {outcome.case_id}: {outcome.reason}")
     print(f"Ingested {len(result.outcomes) - len(result.left_out)} of "
           f"{len(result.outcomes)} patients")
+    if marks is not None:
+        _say_unknown_marks(sorted(set(marks) - {o.case_id for o in result.outcomes
+                                                if o.ingested}), "ingested patient")
     print(f"Wrote    {result.manifest}, {result.report}")
     return 0
+
+
+def _say_unknown_marks(case_ids: list[str], what: str) -> None:
+    if case_ids:
+        print(f"{len(case_ids)} review mark(s) name no {what} and were not used: "
+              f"{', '.join(case_ids[:10])}{' ...' if len(case_ids) > 10 else ''}")
 
 
 def _add_batch(subparsers) -> None:
@@ -94,7 +111,8 @@ def _add_batch(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="CSV", help="results table to write "
                                                                     "or resume")
     parser.add_argument("--save-dir", type=Path, metavar="DIR",
-                        help="also write each case's result folder (masks, overlay) here")
+                        help="also write each case's result folder (masks, overlay, "
+                             "thumbnail) here; the review report shows the thumbnails")
     parser.add_argument("--dicom-out", action="store_true",
                         help="also write each case's DICOM SEG and SR into its --save-dir "
                              "folder (DICOM cases only)")
@@ -106,16 +124,24 @@ def _add_batch(subparsers) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="measure on a running Dask cluster, e.g. tcp://node1:8786 (SLURM "
                             "through dask-jobqueue: see the README)")
+    parser.add_argument("--review-marks", metavar="CSV",
+                        help="marks saved from an earlier review report: the new report "
+                             "(report.html beside --out) starts with them")
     add_model_arguments(parser)
     parser.set_defaults(handler=run_batch)
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    from ..cohort.report_page import report_path
+    from ..cohort.review_marks import read_review_marks
+
     check_output_file(args.out)
+    check_output_file(report_path(args.out), "the review report beside --out")
     if args.save_dir is not None:
         check_output_folder(args.save_dir, "--save-dir")
     if args.workers is not None and args.workers < 0:
         raise InputError("--workers must be 0 (this process) or more.")
+    marks = read_review_marks(args.review_marks) if args.review_marks else None
     from ..cohort.batch import BatchJob, find_cases
     from ..cohort.batch import run_batch as measure_all
     from ..models import default_models_dir
@@ -136,6 +162,7 @@ def run_batch(args: argparse.Namespace) -> int:
              if summary.stale else "")
     print(f"Measured {summary.measured}, failed {summary.failed} (see the error column), "
           f"skipped {summary.skipped} already in {args.out}{stale}")
+    write_review_report(args.out, args.save_dir, marks)
     if summary.failed:
         print(f"{summary.failed} case(s) failed: their rows say why; run the same command "
               "again to retry them.", file=sys.stderr)
@@ -152,6 +179,17 @@ def _case_runner(args: argparse.Namespace):
     from ..cohort.cluster import dask_runner
 
     return partial(dask_runner, args.workers, args.scheduler)
+
+
+def write_review_report(batch_csv: str, save_dir: Path | None, marks: dict | None,
+                        out: str | None = None) -> None:
+    """The review report of a batch CSV, and a line saying where it is."""
+    from ..cohort.report_page import write_report
+
+    report = write_report(batch_csv, save_dir, marks, out)
+    _say_unknown_marks(report.unknown_marks, "case of the batch")
+    print(f"Review   {report.path} ({report.n_cases} cases, {report.n_thumbnails} thumbnails, "
+          f"{report.n_marks} marked)")
 
 
 def _add_evaluate(subparsers) -> None:
@@ -212,6 +250,9 @@ def print_metrics(metrics: dict, out_dir: Path) -> None:
 
     print(f"Cases           {metrics['n_cases']} evaluated, {metrics['n_failed']} failed "
           f"(errors in {out_dir / 'cases.csv'})")
+    if metrics.get("left_out_needs_correction"):
+        print(f"Left out        {', '.join(metrics['left_out_needs_correction'])} (marked "
+              "needs_correction)")
     print(f"Section DSC     {fmt('section_dsc_mean')} +/- {fmt('section_dsc_sd')}")
     print(f"C3 slice error  median {fmt('slice_error_mm_median', 1)} mm, "
           f"max {fmt('slice_error_mm_max', 1)} mm")

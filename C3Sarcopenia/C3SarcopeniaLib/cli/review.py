@@ -1,4 +1,5 @@
-"""The ``review`` sub-command: review sheets for reading or checking the C3 level by eye."""
+"""The review sub-commands: ``review`` sheets for reading or checking the C3 level by eye,
+and ``batch-report``, the review report of a batch run's results."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from .core import add_model_arguments, load_stage_models
 from ..errors import InputError
-from ..fileio import check_output_folder, remove_outputs, staged_outputs
+from ..fileio import check_output_file, check_output_folder, remove_outputs, staged_outputs
 
 INDEX = "index.html"
 
@@ -31,6 +32,37 @@ def register(subparsers) -> None:
                         help="a C3 levels CSV whose C3 body extents are drawn (green dashed), "
                              "to check annotations")
     parser.set_defaults(handler=run_review)
+    _add_batch_report(subparsers)
+
+
+def _add_batch_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "batch-report", help="(re)build the review report (report.html) of a batch CSV",
+        description="The page batch writes at the end of each run: one row per case with "
+                    "its C3 slice, CSA, SMI, status, warnings, error and review priority, "
+                    "sortable and filterable, where a reviewer marks each case accept or "
+                    "needs correction and saves the marks to a CSV. Opens from the disk, "
+                    "no server.")
+    parser.add_argument("batch_csv", metavar="CSV", help="the results CSV of a batch run")
+    parser.add_argument("--save-dir", type=Path, metavar="DIR",
+                        help="the batch's --save-dir: each case's thumbnail comes from there")
+    parser.add_argument("--review-marks", metavar="CSV",
+                        help="marks saved from an earlier report, to resume a review")
+    parser.add_argument("--out", metavar="HTML",
+                        help="where to write the page (default: report.html beside CSV)")
+    parser.set_defaults(handler=run_batch_report)
+
+
+def run_batch_report(args: argparse.Namespace) -> int:
+    from ..cohort.report_page import report_path
+    from ..cohort.review_marks import read_review_marks
+    from .cohort import write_review_report
+
+    check_output_file(args.out or report_path(args.batch_csv),
+                      "--out" if args.out else "the review report beside CSV")
+    marks = read_review_marks(args.review_marks) if args.review_marks else None
+    write_review_report(args.batch_csv, args.save_dir, marks, args.out)
+    return 0
 
 
 def run_review(args: argparse.Namespace) -> int:

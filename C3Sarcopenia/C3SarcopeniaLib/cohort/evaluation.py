@@ -32,6 +32,7 @@ from ..measures import ClinicalInfo, measure_slice, parse_sex
 from ..models import Ensemble
 from ..pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
                        segment_muscle)
+from .review_marks import leave_out_needs_correction
 from ..training import dice, read_manifest
 
 MANIFEST_COLUMNS = ("case_id", "ct", "c3_slice_k")
@@ -300,7 +301,11 @@ def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble
              progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Evaluate every case (a failing case is recorded, the rest go on); write the report
     into a staging folder switched into ``out_dir`` at the end (fileio.staged_outputs)."""
-    rows = read_manifest(manifest, MANIFEST_COLUMNS)
+    rows, left_out = leave_out_needs_correction(read_manifest(manifest, MANIFEST_COLUMNS),
+                                                Path(manifest).name)
+    if not rows:
+        raise InputError(f"every case of {Path(manifest).name} is marked needs_correction: "
+                         "there is nothing to evaluate.")
     _check_slice_numbers(manifest, rows)
     cases = []
     for i, row in enumerate(rows):
@@ -314,6 +319,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble
                                         error=str(error)))
     metrics = cohort_metrics(cases)
     metrics.update(inter_reader_metrics(rows))
+    metrics["left_out_needs_correction"] = left_out
     metrics["models"] = {"section": str(section_models.folder),
                          "muscle": str(muscle_models.folder)}
     with staged_outputs(out_dir, OUTPUT_FILES) as staging:

@@ -25,6 +25,7 @@ from ..fileio import write_image_atomic, write_text_atomic
 from ..image_files import quiet_itk, read_image
 from ..measures import ClinicalInfo, parse_sex
 from ..phantoms.phantom import MANIFEST_COLUMNS
+from .review_marks import ReviewMark
 from .survival import is_missing, parse_number, read_table_csv, parse_event, resolve_column
 from ..tagfile import SKELETAL_MUSCLE_TAG, tag_mask_for_image
 
@@ -290,8 +291,10 @@ class IngestResult:
 def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Path,
                   columns: ClinicalColumns = ClinicalColumns(),
                   muscle_values: tuple[int, ...] = (SKELETAL_MUSCLE_TAG,),
-                  progress: Callable[[int, int, str], None] | None = None) -> IngestResult:
+                  progress: Callable[[int, int, str], None] | None = None,
+                  review_marks: dict[str, ReviewMark] | None = None) -> IngestResult:
     """Ingest every patient folder of ROOT; write manifest.csv and ingest_report.csv.
+    ``review_marks`` (review_marks.read_review_marks) fill the manifest's review column.
 
     A patient that fails (no series, no segmentation, no matching slice, no clinical row)
     is reported with its reason and left out; raises only when none could be ingested.
@@ -320,7 +323,11 @@ def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Pat
     if not rows:
         raise InputError(f"none of the {len(folders)} patient folders could be ingested: the "
                          f"reasons are in {result.report} (first: {result.outcomes[0].reason})")
-    _write_csv(result.manifest, (*MANIFEST_COLUMNS, *survival), rows)
+    reviewed = ("review",) if review_marks is not None else ()
+    for row in rows if review_marks is not None else ():
+        mark = review_marks.get(row["case_id"])
+        row["review"] = mark.review if mark else ""
+    _write_csv(result.manifest, (*MANIFEST_COLUMNS, *survival, *reviewed), rows)
     return result
 
 
