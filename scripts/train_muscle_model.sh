@@ -8,6 +8,9 @@
 #   STEP=test    copy the chosen candidate to models/muscle; evaluate it on the test cases
 #                and on the 20 held-out phantoms, recording both in the model cards
 #   STEP=more    the 63 cases read after that: a second held-out set, recorded in the cards
+#   STEP=step3   (a later session) those 63 join training: muscle_fast2 fine-tuned on 193 real
+#                slices + the phantoms, judged on the same 26 validation cases; it ships
+#                (STEP=test SHIPPED=muscle_fast3) only if it beats muscle_fast2 there
 # Candidates (5 folds each, in parallel processes, one thread each):
 #   muscle_step1  paper preset (1 mm), 2400 iterations, seed 0          validation DSC 0.785
 #   muscle_step2  step1 fine-tuned 2400 more iterations, seed 1         validation DSC 0.825
@@ -21,6 +24,7 @@ DATA=data/openkbp_c3_muscle
 STEP=${STEP:-all}
 PHANTOMS="60 phantoms (phantom --n 60 --seed 5000 --in-plane-mm 0.4 4.7 --c3-slab-mm 20)"
 TRAINED="130 real OpenKBP C3 slices (blind readers' consensus, $DATA) + $PHANTOMS"
+REAL_MANIFESTS=(runs/muscle_real_train/manifest.csv)
 SHIPPED=${SHIPPED:-muscle_fast2}
 
 consensus() {  # the readers' majority for one split
@@ -30,7 +34,7 @@ consensus() {  # the readers' majority for one split
 
 train_candidate() {  # NAME PRESET SEED [--init-from DIR]: folds in parallel, card, validation
     local name=$1 preset=$2 seed=$3; shift 3
-    local args=(--manifest runs/muscle_real_train/manifest.csv runs/muscle_phantoms/manifest.csv
+    local args=(--manifest "${REAL_MANIFESTS[@]}" runs/muscle_phantoms/manifest.csv
                 --stage muscle --preset "$preset" --out "runs/$name" --iterations 2400
                 --seed "$seed" --device cpu --trained-on "$TRAINED" "$@")
     for fold in 0 1 2 3 4; do
@@ -89,4 +93,16 @@ if [[ $STEP == all || $STEP == more ]]; then  # read after the model was frozen:
     $C evaluate --manifest runs/muscle_real_train_more/manifest.csv --models models \
         --out runs/evaluation_muscle_real_more --record-in-cards real_muscle_second_set_openkbp \
         --data "63 more real OpenKBP C3 slices (data/openkbp_c3_muscle/cases_train_more.csv), read by two blind AI readers after the shipped stage 2 was frozen; never used in training or choice"
+fi
+if [[ $STEP == step3 ]]; then  # the 63 later cases join training (after STEP=more)
+    consensus train_more
+    [[ -d runs/muscle_fast2 ]] || cp -r models/muscle runs/muscle_fast2  # the shipped copy
+    mkdir -p runs/candidate_muscle_fast2  # judged again beside the new one, same validation
+    ln -sfn ../../models/section runs/candidate_muscle_fast2/section
+    ln -sfn ../muscle_fast2 runs/candidate_muscle_fast2/muscle
+    $C evaluate --manifest runs/muscle_real_validation/manifest.csv \
+        --models runs/candidate_muscle_fast2 --out runs/validation_muscle_fast2
+    REAL_MANIFESTS=(runs/muscle_real_train/manifest.csv runs/muscle_real_train_more/manifest.csv)
+    TRAINED="193 real OpenKBP C3 slices (blind readers' consensus, $DATA: cases_train and cases_train_more) + $PHANTOMS"
+    train_candidate muscle_fast3 fast 2 --init-from runs/muscle_fast2
 fi

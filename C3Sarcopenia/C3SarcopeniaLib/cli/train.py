@@ -24,7 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument("--stage", required=True, choices=STAGES)
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--preset", choices=presets, default="paper",
-                        help="architecture and grid (section: paper or fast; muscle: paper)")
+                        help="architecture and grid: paper (1 mm, as Naser et al.) or fast "
+                             "(section 3 mm, muscle 2 mm: the shipped models' presets); "
+                             "default paper")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
     parser.add_argument("--iterations", type=int, default=2000,
                         help="optimisation steps per fold (default 2000)")
