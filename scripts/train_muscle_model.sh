@@ -105,4 +105,5 @@ if [[ $STEP == step3 ]]; then  # the 63 later cases join training (after STEP=mo
     REAL_MANIFESTS=(runs/muscle_real_train/manifest.csv runs/muscle_real_train_more/manifest.csv)
     TRAINED="193 real OpenKBP C3 slices (blind readers' consensus, $DATA: cases_train and cases_train_more) + $PHANTOMS"
     train_candidate muscle_fast3 fast 2 --init-from runs/muscle_fast2
+    train_candidate muscle_fast4 fast 3 --init-from runs/muscle_fast3 --iterations 4800  # the later --iterations wins
 fi

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 DICOM_SEG_FILE = "c3_segmentation.seg.dcm"
 DICOM_SR_FILE = "c3_measures.sr.dcm"
 # Every file of a result folder, result.json (the sign of a finished run) first.
+OVERLAY_FILE = "overlay.png"
 THUMBNAIL_FILE = "thumbnail.jpg"  # the C3 slice zoomed on the neck, for the review report
-RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", "overlay.png",
+RESULT_FILES = ("result.json", "muscle.nii.gz", "c3_section.nii.gz", OVERLAY_FILE,
                 THUMBNAIL_FILE, DICOM_SEG_FILE, DICOM_SR_FILE)
 
 
@@ -59,7 +60,7 @@ def write_prediction(out_dir: str | Path, ct: sitk.Image, prediction: Prediction
             if prediction.section_mask is not None:
                 write_image_atomic(mask_image(prediction.section_mask, ct),
                                    staging / "c3_section.nii.gz")
-            write_figure_atomic(figure, staging / "overlay.png")
+            write_figure_atomic(figure, staging / OVERLAY_FILE)
             write_thumbnail(thumbnail, staging / THUMBNAIL_FILE)
             if dicom_writer is not None:
                 dicom_writer(staging, prediction)

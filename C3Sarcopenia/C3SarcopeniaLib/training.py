@@ -309,6 +309,9 @@ def train(manifests: list[str | Path], stage: str, out: str | Path, preset: str,
     if left_out:
         log(f"Left out {len(left_out)} case(s) a reviewer marked needs_correction: "
             f"{', '.join(left_out)}")
+        if not rows:
+            raise InputError("every case is marked needs_correction: nothing is left to train "
+                             "on. Correct the cases and mark them accept, or train on others.")
     prepare = prepare_section_case if stage == "section" else prepare_muscle_case
     log(f"Preparing {len(rows)} cases for the {stage} stage ({preset} preset)")
     cases = [prepare(row, card) for row in rows]

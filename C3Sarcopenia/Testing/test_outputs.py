@@ -225,7 +225,8 @@ def test_read_only_outputs_are_refused_by_every_command(tmp_path):
         for argv in (["predict", tmp_path / "missing.nii.gz", "--out", locked / "out"],
                      ["predict", tmp_path / "missing.nii.gz", "--out", locked],
                      ["batch", tmp_path, "--out", table],
-                     ["batch", tmp_path, "--out", locked / "new.csv"]):
+                     ["batch", tmp_path, "--out", locked / "new.csv"],
+                     ["batch-report", tmp_path / "missing.csv", "--out", locked / "page.html"]):
             finished = run_cli(argv, unprivileged=True)
             assert finished.returncode == 2, finished.stderr
             assert "cannot be written" in one_error_line(finished.stderr)

@@ -152,7 +152,7 @@ def test_bad_marks_are_refused_before_batch_measures_anything(tmp_path, capsys):
     assert main(["batch", str(cts), "--out", str(tmp_path / "r.csv"),
                  "--review-marks", str(marks)]) == 2
     assert "'perhaps'" in capsys.readouterr().err
-    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "report.html").exists()
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r_report.html").exists()
 
 
 def test_bad_marks_are_refused_before_ingest_reads_the_archive(tmp_path, capsys):
@@ -168,12 +168,16 @@ def test_bad_marks_are_refused_before_ingest_reads_the_archive(tmp_path, capsys)
     (lambda folder: write_marks(folder / "other.csv", "patient,smi\nA,40\n"),
      ["lacks the column", "case_id,muscle_csa_cm2,warnings,error"]),
     (lambda folder: write_marks(folder / "bad.csv", "case_id,muscle_csa_cm2,warnings,error\n"
-                                                    "A,forty,,\n"), ["line 2", "'forty'"])])
+                                                    "A,forty,,\n"), ["line 2", "'forty'"]),
+    (lambda folder: write_marks(folder / "inf.csv", "case_id,muscle_csa_cm2,warnings,error\n"
+                                                    "A,inf,,\n"), ["line 2", "'inf'"]),
+    (lambda folder: write_marks(folder / "nan.csv", "case_id,muscle_csa_cm2,warnings,error\n"
+                                                    "A,40,,\nB,nan,,\n"), ["line 3", "'nan'"])])
 def test_batch_report_refuses_what_is_no_batch_csv(tmp_path, capsys, make, words):
     assert main(["batch-report", str(make(tmp_path))]) == 2
     line = capsys.readouterr().err
     assert all(word in line for word in words), line
-    assert not (tmp_path / "report.html").exists()
+    assert not list(tmp_path.glob("*_report.html"))
 
 
 def test_manifest_rows_marked_needs_correction_are_left_out():
@@ -214,7 +218,7 @@ def page(browser):
 def report(cohort_results):
     out, save_dir = cohort_results
     assert main(["batch-report", str(out), "--save-dir", str(save_dir)]) == 0
-    return out.parent / "report.html"
+    return out.with_name(out.stem + "_report.html")
 
 
 def shown_cases(page) -> list[str]:
@@ -322,15 +326,15 @@ def test_batch_writes_the_report_with_thumbnails_and_earlier_marks(
             str(tiny_models), "--device", "cpu", "--folds", "1", "--review-marks",
             str(saved_marks)]
     assert main(argv) == 0
-    assert f"Review   {tmp_path / 'report.html'} (2 cases, 2 thumbnails, 2 marked)" in \
+    assert f"Review   {tmp_path / 'results_report.html'} (2 cases, 2 thumbnails, 2 marked)" in \
         capsys.readouterr().out
     for case_id in (ACCEPTED, REJECTED):
         with Image.open(saved / case_id / "thumbnail.jpg") as thumbnail:
             assert max(thumbnail.size) == 200 and thumbnail.format == "JPEG"
-    (tmp_path / "report.html").unlink()
+    (tmp_path / "results_report.html").unlink()
     assert main(argv) == 0  # everything already measured: the report is written again
     assert "skipped 2" in capsys.readouterr().out
-    page.goto((tmp_path / "report.html").as_uri())
+    page.goto((tmp_path / "results_report.html").as_uri())
     assert sorted(shown_cases(page)) == [ACCEPTED, REJECTED]
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator(f"tr[data-case={REJECTED}] select.review-choice").input_value() == \
@@ -374,13 +378,19 @@ def test_train_leaves_out_cases_marked_needs_correction(tmp_path, phantom_cohort
         train([manifest], "section", tmp_path / "model", "fast", folds=2, iterations=1, seed=0,
               device="cpu", command="test", trained_on="test", synthetic=True, log=said.append)
     assert said[0].startswith("Left out 4 case(s) a reviewer marked needs_correction: ")
+    everything = write_marks(phantom_cohort.parent / "all_marked.csv", "\n".join(
+        [text[0] + ",review"] + [line + ",needs_correction" for line in text[1:]]))
+    with pytest.raises(InputError, match="every case is marked needs_correction"):
+        train([everything], "section", tmp_path / "none", "fast", folds=2, iterations=1, seed=0,
+              device="cpu", command="test", trained_on="test", synthetic=True, log=said.append)
+    assert not (tmp_path / "none").exists(), "a model card for a model never trained"
 
 
 def test_case_text_that_looks_like_html_is_shown_as_text(page, tmp_path):
     hostile = "</script><script>document.title='taken'</script><b>bold</b>"
     rows = [_row("<img src=x onerror=alert(1)>", "40.0", "M", [hostile]), _row("plain", "41", "F")]
     assert main(["batch-report", str(write_batch_csv(tmp_path / "results.csv", rows))]) == 0
-    page.goto((tmp_path / "report.html").as_uri())
+    page.goto((tmp_path / "results_report.html").as_uri())
     assert sorted(shown_cases(page)) == sorted(["<img src=x onerror=alert(1)>", "plain"])
     assert hostile in page.locator("td.warnings").first.inner_text()
     assert page.title() == "C3 review: results.csv" and page.locator("#cases b").count() == 0
@@ -393,3 +403,13 @@ def test_evaluate_refuses_a_manifest_whose_every_case_needs_correction(tmp_path)
                                                       "A,a.nii.gz,3,needs_correction\n")
     with pytest.raises(InputError, match="nothing to evaluate"):
         evaluate(manifest, tmp_path / "out", None, None)
+
+
+def test_two_batch_tables_in_one_folder_keep_a_report_each(tmp_path):
+    first = write_batch_csv(tmp_path / "men.csv", [_row("m1", "40.0", "M")])
+    second = write_batch_csv(tmp_path / "women.csv", [_row("w1", "30.0", "F")])
+    assert main(["batch-report", str(first)]) == 0 and main(["batch-report", str(second)]) == 0
+    assert sorted(path.name for path in tmp_path.glob("*.html")) == ["men_report.html",
+                                                                     "women_report.html"]
+    assert '"m1"' in (tmp_path / "men_report.html").read_text(encoding="utf-8")
+    assert '"m1"' not in (tmp_path / "women_report.html").read_text(encoding="utf-8")

@@ -126,7 +126,7 @@ def _add_batch(subparsers) -> None:
                             "through dask-jobqueue: see the README)")
     parser.add_argument("--review-marks", metavar="CSV",
                         help="marks saved from an earlier review report: the new report "
-                             "(report.html beside --out) starts with them")
+                             "(NAME_report.html beside --out NAME.csv) starts with them")
     add_model_arguments(parser)
     parser.set_defaults(handler=run_batch)
 
@@ -149,8 +149,9 @@ def run_batch(args: argparse.Namespace) -> int:
     cases = find_cases(args.input)
     if args.dicom_out and args.save_dir is None:
         raise InputError("--dicom-out writes into each case's result folder: give --save-dir.")
-    job = BatchJob(args.models or default_models_dir(), args.device, args.folds,
-                   args.save_dir, args.dicom_out)
+    job = BatchJob(Path(args.models or default_models_dir()).absolute(), args.device, args.folds,
+                   None if args.save_dir is None else Path(args.save_dir).absolute(),
+                   args.dicom_out)  # absolute: a cluster's workers may run in another folder
 
     def progress(i: int, n: int, case_id: str, row: dict) -> None:
         outcome = f"error: {row['error']}" if row["error"] else \

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
 
 def _add_batch_report(subparsers) -> None:
     parser = subparsers.add_parser(
-        "batch-report", help="(re)build the review report (report.html) of a batch CSV",
+        "batch-report",
+        help="(re)build the review report (NAME_report.html) of a batch CSV NAME.csv",
         description="The page batch writes at the end of each run: one row per case with "
                     "its C3 slice, CSA, SMI, status, warnings, error and review priority, "
                     "sortable and filterable, where a reviewer marks each case accept or "
@@ -49,7 +50,7 @@ def _add_batch_report(subparsers) -> None:
     parser.add_argument("--review-marks", metavar="CSV",
                         help="marks saved from an earlier report, to resume a review")
     parser.add_argument("--out", metavar="HTML",
-                        help="where to write the page (default: report.html beside CSV)")
+                        help="where to write the page (default: NAME_report.html beside NAME.csv)")
     parser.set_defaults(handler=run_batch_report)
 
 

@@ -23,8 +23,8 @@ from .. import imaging
 from ..errors import InputError
 from ..fileio import os_error_line, remove_if_empty, sole_writer
 from ..report import remove_result
-from .batch_table import (MEASURE_COLUMNS, append_row, batch_columns, cell, input_key,
-                          resume_table)
+from .batch_table import (MEASURE_COLUMNS, WARNING_SEPARATOR, append_row, batch_columns, cell,
+                          input_key, resume_table)
 from .ingest import SURVIVAL_COLUMNS
 
 _HIDDEN = (".", "__")
@@ -42,12 +42,14 @@ class BatchCase:
 
 def find_cases(source: str | Path) -> list[BatchCase]:
     """The cases of a manifest CSV, or of a folder: each CT file (NIfTI, NRRD, MHA) and each
-    sub-folder (a DICOM series) is a case, named after it."""
-    source = Path(source)
+    sub-folder (a DICOM series) is a case, named after it. Paths are made absolute: the
+    worker processes of a cluster may run in another folder."""
+    source = Path(source).absolute()
     if source.is_file() and source.suffix.lower() == ".csv":
         from ..training import read_manifest
 
-        return [BatchCase(row["case_id"], Path(row["ct"]), row) for row in read_manifest(source)]
+        return [BatchCase(row["case_id"], Path(row["ct"]).absolute(), row)
+                for row in read_manifest(source)]
     if not source.is_dir():
         raise InputError(f"{source} is neither a folder of CTs nor a manifest .csv: check the "
                          "path.")
@@ -139,7 +141,7 @@ def case_row(job: BatchJob, columns: tuple[str, ...], case: BatchCase, key: str)
     row = _row_start(case, columns, key, time.monotonic() - started)
     values = prediction.as_dict()
     row.update({c: cell(values[c]) for c in MEASURE_COLUMNS})
-    row["warnings"] = " | ".join(prediction.warnings)
+    row["warnings"] = WARNING_SEPARATOR.join(prediction.warnings)
     row.update(age=cell(clinical.age_years), sex=cell(clinical.sex),
                height_cm=cell(clinical.height_cm), weight_kg=cell(clinical.weight_kg))
     return row

@@ -32,6 +32,7 @@ MEASURE_COLUMNS = ("c3_slice_k", "c3_slice_z_mm", "muscle_csa_cm2", "muscle_mean
                    "l3_csa_cm2", "smi_cm2_m2", "muscle_status", "paravertebral_csa_cm2",
                    "scm_right_csa_cm2", "scm_left_csa_cm2", "muscle_fold_disagreement")
 CLINICAL_COLUMNS = ("age", "sex", "height_cm", "weight_kg")
+WARNING_SEPARATOR = " | "  # joins a case's warnings into one cell
 # The manifest fields a measurement uses besides the CT: a change in them makes a row stale.
 MEASURED_ROW_FIELDS = (*CLINICAL_COLUMNS, "scm_nodal")
 

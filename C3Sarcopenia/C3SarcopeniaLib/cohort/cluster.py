@@ -27,8 +27,9 @@ from .batch import BatchCase, BatchJob, Outcome, Task, error_line, stage_models
 
 ALLOWED_WORKER_DEATHS = 1  # a case's worker may die once: it is tried on another
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-LOST_CASE = ("the worker process measuring this case died twice (it was tried on a fresh "
-             "process again): too little memory for this CT, or a crash in a library; see the "
+LOST_CASE = ("the worker process measuring this case died each time it was tried (twice on "
+             "the cluster batch starts, as often as the cluster allows on one of your own): "
+             "too little memory for this CT, or a crash in a library; see the "
              "worker's log, or measure the case alone with 'c3sarcopenia predict'.")
 
 

@@ -125,7 +125,8 @@ function render() {
     const priority = cell(row, null, "priority");
     const badge = document.createElement("span");
     badge.className = "tier tier-" + c.rank; badge.textContent = c.rank + " " + tierLabel[c.tier];
-    badge.title = c.flags.map(f => tierLabel[f]).join("; ");
+    badge.title = c.flags.map(f => tierLabel[f]).join("; ") + (c.muscle_disagreement === null
+      ? "" : " (muscle fold disagreement " + c.muscle_disagreement.toFixed(2) + ")");
     priority.append(badge);
     reviewControls(cell(row, null, "review"), c.case_id, mark);
   }
@@ -244,7 +245,7 @@ BODY = """
 
 def page_html(data: dict) -> str:
     """The whole page; the data as JSON that cannot end the <script> element holding it."""
-    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+    payload = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
             f"<title>{html.escape(data['title'])}</title>\n<style>{STYLE}</style></head>\n"
             f"<body>{BODY}\n<script type='application/json' id='report-data'>{payload}"

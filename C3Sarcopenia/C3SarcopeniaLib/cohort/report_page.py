@@ -1,4 +1,4 @@
-"""The review report of a batch run: ``report.html`` beside the batch CSV.
+"""The review report of a batch run: ``NAME_report.html`` beside the batch CSV ``NAME.csv``.
 
 One self-contained page (its script, style and thumbnails inside it), opened from the disk
 with no server: one row per case with the C3 slice zoomed on the neck, the figures, the
@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import write_text_atomic
-from ..measures import MUSCLE_FOLD_DISAGREEMENT_WARN
-from ..report import THUMBNAIL_FILE
+from ..measures import MUSCLE_FOLD_DISAGREEMENT_WARN, PLAUSIBLE_C3_CSA_CM2
+from ..report import OVERLAY_FILE, THUMBNAIL_FILE
 from .report_assets import page_html
 from .review_marks import REVIEW_VALUES, ReviewMark
-from .review_priority import (MIN_CASES_FOR_RANGE, TIERS, CaseReview, CsaRange, csa_range_for,
-                              prioritised, read_batch_csv)
+from .review_priority import (MIN_CASES_FOR_RANGE, ROBUST_RANGE_MADS, TIERS, CaseReview,
+                              CsaRange, csa_range_for, prioritised, read_batch_csv)
 
-REPORT_FILE = "report.html"
-OVERLAY_FILE = "overlay.png"
+REPORT_SUFFIX = "_report.html"  # one page per CSV: two batches in one folder keep theirs
 OVERLAY_THUMBNAIL_PX = 480  # an older result folder without thumbnail.jpg: its overlay, shrunk
 
 
@@ -38,13 +37,14 @@ class ReportSummary:
 
 
 def report_path(batch_csv: str | Path) -> Path:
-    return Path(batch_csv).parent / REPORT_FILE
+    batch_csv = Path(batch_csv)
+    return batch_csv.with_name(batch_csv.stem + REPORT_SUFFIX)
 
 
 def write_report(batch_csv: str | Path, save_dir: str | Path | None = None,
                  marks: dict[str, ReviewMark] | None = None,
                  out: str | Path | None = None) -> ReportSummary:
-    """Write the report of a batch CSV (default: report.html beside it); ``save_dir`` is the
+    """Write the report of a batch CSV (default: NAME_report.html beside it); ``save_dir`` is the
     batch's --save-dir (thumbnails), ``marks`` earlier marks to resume from."""
     batch_csv = Path(batch_csv)
     out = Path(out) if out is not None else report_path(batch_csv)
@@ -88,9 +88,10 @@ def _rules(ranges: dict[str, CsaRange]) -> list[str]:
     described = [f"{'men' if r.sex == 'M' else 'women' if r.sex == 'F' else 'whole cohort'}: "
                  f"{r.low_cm2:.1f}-{r.high_cm2:.1f} cm² ({r.n_cases} cases)"
                  for r in ranges.values()]
-    return [f"C3 CSA outliers: outside 10-100 cm² (adult necks), or outside the cohort's "
-            f"median ± 3 scaled MADs of the case's sex (the whole cohort's when the sex has "
-            f"fewer than {MIN_CASES_FOR_RANGE} measured cases): "
+    low, high = PLAUSIBLE_C3_CSA_CM2
+    return [f"C3 CSA outliers: outside {low:g}-{high:g} cm² (adult necks), or outside the "
+            f"cohort's median ± {ROBUST_RANGE_MADS:g} scaled MADs of the case's sex (the whole "
+            f"cohort's when the sex has fewer than {MIN_CASES_FOR_RANGE} measured cases): "
             + ("; ".join(described) or f"no range yet (under {MIN_CASES_FOR_RANGE} measured "
                                        "cases)") + ".",
             f"Muscle disagreement: 1 - DSC between the muscle folds' union and intersection, "

@@ -26,8 +26,9 @@ import numpy as np
 from .. import errors
 from ..fileio import read_csv_rows
 from ..measures import MUSCLE_FOLD_DISAGREEMENT_WARN, PLAUSIBLE_C3_CSA_CM2
+from .batch_table import WARNING_SEPARATOR
+from .survival import parse_number
 
-WARNING_SEPARATOR = " | "  # how batch joins a case's warnings into one cell
 ROBUST_RANGE_MADS = 3.0
 MAD_TO_SD = 1.4826  # a MAD times this estimates the SD of normally distributed values
 MIN_CASES_FOR_RANGE = 10  # fewer measured cases of a sex give no range of their own
@@ -117,10 +118,9 @@ def _number(text: str | None, where: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
-    except ValueError:
-        raise errors.InputError(f"{where}: {text!r} is not a number: is this the CSV a batch run "
-                         "wrote?") from None
+        return parse_number(text, where)  # NaN and infinity refused too: the page needs JSON
+    except errors.InputError as error:
+        raise errors.InputError(f"{error}: is this the CSV a batch run wrote?") from None
 
 
 def _integer(text: str | None, where: str) -> int | None:
