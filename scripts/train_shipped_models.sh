@@ -12,10 +12,8 @@ TEST_LEVELS=$OPENKBP/c3_levels_by_eye.csv
 $C phantom --n 40 --seed 1000 --out runs/train_phantoms
 $C phantom --n 20 --seed 2000 --out runs/test_phantoms
 
-# Stage 2 (muscle): phantoms only (no real muscle labels are at hand).
-$C train --manifest runs/train_phantoms/manifest.csv --stage muscle --preset paper \
-    --out models/muscle --iterations 600 --seed 0 --device cpu --synthetic \
-    --trained-on "40 synthetic neck CT phantoms (c3sarcopenia phantom --n 40 --seed 1000)"
+# Stage 2 (muscle), on real C3 slices read by blind readers plus teaching phantoms, has its
+# own script: scripts/train_muscle_model.sh.
 
 # Stage 1 (C3 section), in five steps, the folds in parallel (one thread each).
 # 1. Base: phantoms plus the first consensus of real C3 levels (132 cases), 1200 iterations.
