@@ -8,13 +8,14 @@ from __future__ import annotations
 import csv
 import errno
 import gzip
+import io
 import os
 import shutil
 import tempfile
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import InputError
 
@@ -159,6 +160,21 @@ def _fsync(path: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def csv_text(columns: Iterable[str], rows: list[dict], header: bool = True) -> str:
+    """Dict rows as CSV text, a field a row lacks left empty, lines ended by '\\n': every
+    table the tool writes looks the same."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv_atomic(path: Path, columns: Iterable[str], rows: list[dict]) -> None:
+    write_text_atomic(path, csv_text(columns, rows))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import os
 from collections import Counter, defaultdict
@@ -15,7 +13,7 @@ import SimpleITK as sitk
 
 from .. import imaging
 from ..errors import InputError
-from ..fileio import write_image_atomic, write_text_atomic
+from ..fileio import write_csv_atomic, write_image_atomic
 from ..measures import muscle_csa_cm2
 from ..phantoms.phantom import MANIFEST_COLUMNS
 from .readings import GROUPS, Reading, group_and_total_csa_cm2, slice_labels
@@ -111,8 +109,8 @@ def write_consensus(readings: list[Reading], sheets: dict[str, RegionSheet], out
                      "reader_csa_diff_percent": _fmt(agreements[-1].csa_spread_percent, 2)})
     if not rows:
         raise InputError(f"no case has {min_readers} readable readings: nothing to write.")
-    _write_csv(out / "manifest.csv", CONSENSUS_MANIFEST_COLUMNS, rows)
-    _write_csv(out / "agreement.csv", AGREEMENT_COLUMNS, [_agreement_row(a) for a in agreements])
+    write_csv_atomic(out / "manifest.csv", CONSENSUS_MANIFEST_COLUMNS, rows)
+    write_csv_atomic(out / "agreement.csv", AGREEMENT_COLUMNS, [_agreement_row(a) for a in agreements])
     dscs = [a.mean_pairwise_dsc for a in agreements if a.mean_pairwise_dsc is not None]
     summary = f"{len(rows)} consensus masks in {out}"
     if dscs:
@@ -130,13 +128,6 @@ def _fmt(value: float | None, digits: int) -> str:
 # The readers' agreement rides along, so that 'evaluate' can quote the ceiling beside the model.
 CONSENSUS_MANIFEST_COLUMNS = (*MANIFEST_COLUMNS, "reader_dsc", "reader_csa_diff_percent")
 
-
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
 
 
 AGREEMENT_COLUMNS = ("case", "readers", "mean_pairwise_dsc", "reader_csa_cm2",

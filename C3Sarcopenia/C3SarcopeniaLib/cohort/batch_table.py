@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ..fileio import write_text_atomic
+from ..fileio import csv_text, write_text_atomic
 from .ingest import SURVIVAL_COLUMNS
 
 if TYPE_CHECKING:
@@ -100,23 +100,14 @@ def resume_table(out_csv: Path, columns: tuple[str, ...], keys: dict[str, str]) 
         kept.append(row)
         seen.add(row["case_id"])
     if len(kept) < len(rows) or not text.endswith("\n"):  # a line cut short: end it
-        write_text_atomic(out_csv, _csv_text(columns, kept, header=True))
+        write_text_atomic(out_csv, csv_text(columns, kept))
     return KeptRows(seen, stale)
-
-
-def _csv_text(columns: tuple[str, ...], rows: list[dict], header: bool = False) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def append_row(out_csv: Path, columns: tuple[str, ...], row: dict) -> None:
     """One write of one whole line, flushed to disk before the next case is recorded."""
     with out_csv.open("a", newline="", encoding="utf-8") as handle:
-        handle.write(_csv_text(columns, [row]))
+        handle.write(csv_text(columns, [row], header=False))
         handle.flush()
         os.fsync(handle.fileno())
 

@@ -12,8 +12,6 @@ refuses (C3 outside the field of view) counts as not inside.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from scipy import stats
 from .. import imaging
 from ..errors import InputError
 from .evaluation_figures import FIGURES, write_figures
-from ..fileio import staged_outputs, write_text_atomic
+from ..fileio import staged_outputs, write_csv_atomic, write_text_atomic
 from ..image_files import read_image
 from ..measures import ClinicalInfo, measure_slice, parse_sex
 from ..models import Ensemble
@@ -289,11 +287,7 @@ def write_cases_csv(cases: list[CaseEvaluation], path: Path) -> None:
     rows = [asdict(c) for c in cases]
     for row in rows:
         row["section_dsc_folds"] = " ".join(f"{v:.4f}" for v in row["section_dsc_folds"])
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, rows[0], rows)
 
 
 def evaluate(manifest: str | Path, out_dir: str | Path, section_models: Ensemble,

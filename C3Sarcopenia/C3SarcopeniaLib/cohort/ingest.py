@@ -9,8 +9,6 @@ same z. A patient that cannot be matched is left out with the reason; the others
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ import SimpleITK as sitk
 
 from .. import dicom_series, imaging, input_checks
 from ..errors import InputError
-from ..fileio import write_image_atomic, write_text_atomic
+from ..fileio import write_csv_atomic, write_image_atomic
 from ..image_files import quiet_itk, read_image
 from ..measures import ClinicalInfo, parse_sex
 from ..phantoms.phantom import MANIFEST_COLUMNS
@@ -319,7 +317,7 @@ def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Pat
             outcome.reason = str(error)
         result.outcomes.append(outcome)
     result.outcomes += _rows_without_folder(table, folders, root)
-    _write_csv(result.report, REPORT_COLUMNS, [_report_row(o) for o in result.outcomes])
+    write_csv_atomic(result.report, REPORT_COLUMNS, [_report_row(o) for o in result.outcomes])
     if not rows:
         raise InputError(f"none of the {len(folders)} patient folders could be ingested: the "
                          f"reasons are in {result.report} (first: {result.outcomes[0].reason})")
@@ -327,7 +325,7 @@ def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Pat
     for row in rows if review_marks is not None else ():
         mark = review_marks.get(row["case_id"])
         row["review"] = mark.review if mark else ""
-    _write_csv(result.manifest, (*MANIFEST_COLUMNS, *survival, *reviewed), rows)
+    write_csv_atomic(result.manifest, (*MANIFEST_COLUMNS, *survival, *reviewed), rows)
     return result
 
 
@@ -346,10 +344,3 @@ def _report_row(outcome: CaseOutcome) -> dict[str, str]:
             "single_slice": outcome.single_slice, "segmentation": outcome.segmentation,
             "reason": outcome.reason}
 
-
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())

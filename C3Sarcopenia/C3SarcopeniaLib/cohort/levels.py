@@ -12,7 +12,6 @@ when the middle is given (a slice accepted in Slicer).
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import SimpleITK as sitk
 
 from .. import imaging
 from ..errors import InputError
-from ..fileio import read_csv_rows, write_image_atomic, write_text_atomic
+from ..fileio import read_csv_rows, write_csv_atomic, write_image_atomic
 from ..phantoms.phantom import MANIFEST_COLUMNS
 
 REQUIRED_COLUMNS = ("case", "c3_top_z_index", "c3_bottom_z_index", "c3_mid_z_index",
@@ -235,11 +234,7 @@ def write_level_row(path: str | Path, level: C3Level) -> Path:
             header = existing + [c for c in COLUMNS if c not in existing]
             rows = [row for row in reader if (row.get("case") or "").strip() != level.case]
     rows.append(_level_row(level, path.parent))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, header, rows)
     return path
 
 
@@ -289,9 +284,5 @@ def ingest_levels(levels: list[C3Level], ct_for_case: Callable[[C3Level], Path],
                      "c3_top_k": "" if level.top_k is None else str(level.top_k),
                      "c3_bottom_k": "" if level.bottom_k is None else str(level.bottom_k),
                      "confidence": level.confidence})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LEVEL_MANIFEST_COLUMNS, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out_dir / "manifest.csv", buffer.getvalue())
+    write_csv_atomic(out_dir / "manifest.csv", LEVEL_MANIFEST_COLUMNS, rows)
     return out_dir / "manifest.csv"

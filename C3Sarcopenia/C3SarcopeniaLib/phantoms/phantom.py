@@ -10,8 +10,6 @@ from the seed, so finding C3 means recognising the vertebrae, not remembering a 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import imaging
-from ..fileio import write_image_atomic, write_text_atomic
+from ..fileio import write_csv_atomic, write_image_atomic
 from . import distractors
 from .distractors import ellipse as _ellipse
 from ..measures import ClinicalInfo, muscle_density
@@ -385,9 +383,6 @@ def write_phantom_cohort(n: int, seed: int, out_dir: str | Path,
                      c.age_years, c.sex, c.height_cm, c.weight_kg])
         if progress:
             progress(i + 1, n)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    writer.writerows(rows)
-    write_text_atomic(out_dir / "manifest.csv", buffer.getvalue())
+    write_csv_atomic(out_dir / "manifest.csv", MANIFEST_COLUMNS,
+                     [dict(zip(MANIFEST_COLUMNS, row)) for row in rows])
     return out_dir / "manifest.csv"
