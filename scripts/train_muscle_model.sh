@@ -56,6 +56,28 @@ train_candidate() {  # NAME PRESET SEED [--init-from DIR]: folds in parallel, ca
         --models "runs/candidate_$name" --out "runs/validation_$name"
 }
 
+NOTE_4MM="No real CT finer than about 4 mm was seen in training: accuracy on clinical 0.5-1 mm CTs is measured on phantoms only."
+
+ship() {  # CANDIDATE TEST_DATA NOTE...: copy to models/muscle with the notes; report it once
+    local name=$1 test_data=$2; shift 2
+    rm -rf models/muscle && mkdir -p models/muscle
+    cp runs/$name/*.json runs/$name/*.pt runs/$name/*.md runs/$name/*.png models/muscle/
+    .venv/bin/python - "$@" <<'PY'
+import sys
+from pathlib import Path
+from C3SarcopeniaLib.models import ModelCard
+card = ModelCard.load(Path("models/muscle"))
+card.notes += sys.argv[1:]
+card.save(Path("models/muscle"))
+PY
+    $C evaluate --manifest runs/muscle_real_test/manifest.csv --models models \
+        --out runs/evaluation_muscle_real_test --record-in-cards real_muscle_test_openkbp \
+        --data "$test_data"
+    $C evaluate --manifest runs/test_phantoms/manifest.csv --models models \
+        --out runs/evaluation_test_phantoms --record-in-cards held_out_test_phantoms \
+        --data "20 held-out synthetic phantoms (c3sarcopenia phantom --n 20 --seed 2000), not patients"
+}
+
 if [[ $STEP == all || $STEP == data ]]; then
     consensus train; consensus validation; consensus test
     $C phantom --n 60 --seed 5000 --in-plane-mm 0.4 4.7 --c3-slab-mm 20 \
@@ -69,31 +91,10 @@ if [[ $STEP == all || $STEP == train ]]; then
     train_candidate muscle_fast2 fast 1 --init-from runs/muscle_fast1
 fi
 if [[ $STEP == all || $STEP == test ]]; then
-    rm -rf models/muscle && mkdir -p models/muscle
-    cp runs/$SHIPPED/*.json runs/$SHIPPED/*.pt runs/$SHIPPED/*.md runs/$SHIPPED/*.png models/muscle/
-    .venv/bin/python - <<'PY'
-from pathlib import Path
-from C3SarcopeniaLib.models import ModelCard
-card = ModelCard.load(Path("models/muscle"))
-card.notes += [
-    "Real data: 130 OpenKBP C3 slices (about 4 mm pixels) whose muscle two blind AI readers "
-    "outlined by region picking (consensus; data/openkbp_c3_muscle/README.md), plus 60 "
-    "teaching phantoms (pharynx, tongue base, glands, nodes, strap muscles, platysma, mask "
-    "shell, couch; 0.4-4.7 mm pixels). The readers are AI agents, not radiologists.",
-    "Chosen among four candidates (paper and fast presets, one and two training steps) on 26 "
-    "validation slices only (scripts/train_muscle_model.sh); the 30 test slices were "
-    "evaluated once, after the choice.",
-    "No real CT finer than about 4 mm was seen in training: accuracy on clinical 0.5-1 mm "
-    "CTs is measured on phantoms only.",
-]
-card.save(Path("models/muscle"))
-PY
-    $C evaluate --manifest runs/muscle_real_test/manifest.csv --models models \
-        --out runs/evaluation_muscle_real_test --record-in-cards real_muscle_test_openkbp \
-        --data "the 30 real OpenKBP C3 slices of data/openkbp_c3_muscle/cases_test.csv, labelled by two blind AI readers (consensus); never used in training or choice"
-    $C evaluate --manifest runs/test_phantoms/manifest.csv --models models \
-        --out runs/evaluation_test_phantoms --record-in-cards held_out_test_phantoms \
-        --data "20 held-out synthetic phantoms (c3sarcopenia phantom --n 20 --seed 2000), not patients"
+    ship "$SHIPPED" "the 30 real OpenKBP C3 slices of data/openkbp_c3_muscle/cases_test.csv, labelled by two blind AI readers (consensus); never used in training or choice" \
+        "Real data: 130 OpenKBP C3 slices (about 4 mm pixels) whose muscle two blind AI readers outlined by region picking (consensus; data/openkbp_c3_muscle/README.md), plus 60 teaching phantoms (pharynx, tongue base, glands, nodes, strap muscles, platysma, mask shell, couch; 0.4-4.7 mm pixels). The readers are AI agents, not radiologists." \
+        "Chosen among four candidates (paper and fast presets, one and two training steps) on 26 validation slices only (scripts/train_muscle_model.sh); the 30 test slices were evaluated once, after the choice." \
+        "$NOTE_4MM"
 fi
 if [[ $STEP == all || $STEP == more ]]; then  # read after the model was frozen: a second held-out set
     consensus train_more
@@ -115,35 +116,15 @@ if [[ $STEP == step3 ]]; then  # the 63 later cases join training (after STEP=mo
     train_candidate muscle_fast4 fast 3 --init-from runs/muscle_fast3 --iterations 4800  # the later --iterations wins
 fi
 if [[ $STEP == ship3 ]]; then
-    rm -rf models/muscle && mkdir -p models/muscle
-    cp runs/$SHIPPED/*.json runs/$SHIPPED/*.pt runs/$SHIPPED/*.md runs/$SHIPPED/*.png models/muscle/
     .venv/bin/python - <<'PY'
 from pathlib import Path
 from C3SarcopeniaLib.models import ModelCard
-card = ModelCard.load(Path("models/muscle"))
-card.notes += [
-    "Real data: 193 OpenKBP C3 slices (about 4 mm pixels) whose muscle two blind AI readers "
-    "outlined by region picking (consensus of cases_train and cases_train_more; "
-    "data/openkbp_c3_muscle/README.md), plus 60 teaching phantoms (pharynx, tongue base, "
-    "glands, nodes, strap muscles, platysma, mask shell, couch; 0.4-4.7 mm pixels). The "
-    "readers are AI agents, not radiologists.",
-    "Chosen on 26 validation slices only (scripts/train_muscle_model.sh, STEP=step3) over the "
-    "previous shipped model (muscle_fast2) and the other step-3 candidate. The 30 test slices "
-    "never entered training or the choice, but this is their second use: muscle_fast2 was "
-    "reported on them first. The 63 cases_train_more slices, once a second held-out set, are "
-    "training data here: no untouched real test set remains.",
-    "No real CT finer than about 4 mm was seen in training: accuracy on clinical 0.5-1 mm "
-    "CTs is measured on phantoms only.",
-]
-card.save(Path("models/muscle"))
 section = ModelCard.load(Path("models/section"))  # the 63 cases are training data now
 section.metrics.pop("real_muscle_second_set_openkbp", None)
 section.save(Path("models/section"))
 PY
-    $C evaluate --manifest runs/muscle_real_test/manifest.csv --models models \
-        --out runs/evaluation_muscle_real_test --record-in-cards real_muscle_test_openkbp \
-        --data "the 30 real OpenKBP C3 slices of data/openkbp_c3_muscle/cases_test.csv, labelled by two blind AI readers (consensus); never used in training or choice; their second use (the first: the previous model)"
-    $C evaluate --manifest runs/test_phantoms/manifest.csv --models models \
-        --out runs/evaluation_test_phantoms --record-in-cards held_out_test_phantoms \
-        --data "20 held-out synthetic phantoms (c3sarcopenia phantom --n 20 --seed 2000), not patients"
+    ship "$SHIPPED" "the 30 real OpenKBP C3 slices of data/openkbp_c3_muscle/cases_test.csv, labelled by two blind AI readers (consensus); never used in training or choice; their second use (the first: the previous model)" \
+        "Real data: 193 OpenKBP C3 slices (about 4 mm pixels) whose muscle two blind AI readers outlined by region picking (consensus of cases_train and cases_train_more; data/openkbp_c3_muscle/README.md), plus 60 teaching phantoms (pharynx, tongue base, glands, nodes, strap muscles, platysma, mask shell, couch; 0.4-4.7 mm pixels). The readers are AI agents, not radiologists." \
+        "Chosen on 26 validation slices only (scripts/train_muscle_model.sh, STEP=step3) over the previous shipped model (muscle_fast2) and the other step-3 candidate. The 30 test slices never entered training or the choice, but this is their second use: muscle_fast2 was reported on them first. The 63 cases_train_more slices, once a second held-out set, are training data here: no untouched real test set remains." \
+        "$NOTE_4MM"
 fi
