@@ -321,10 +321,12 @@ def ingest_cohort(root: str | Path, clinical_csv: str | Path, out_dir: str | Pat
     if not rows:
         raise InputError(f"none of the {len(folders)} patient folders could be ingested: the "
                          f"reasons are in {result.report} (first: {result.outcomes[0].reason})")
-    reviewed = ("review",) if review_marks is not None else ()
-    for row in rows if review_marks is not None else ():
-        mark = review_marks.get(row["case_id"])
-        row["review"] = mark.review if mark else ""
+    reviewed = ()
+    if review_marks is not None:
+        reviewed = ("review",)
+        for row in rows:
+            mark = review_marks.get(row["case_id"])
+            row["review"] = mark.review if mark else ""
     write_csv_atomic(result.manifest, (*MANIFEST_COLUMNS, *survival, *reviewed), rows)
     return result
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 
 from .. import errors
 from ..fileio import read_csv_rows
@@ -30,7 +31,6 @@ from .batch_table import WARNING_SEPARATOR
 from .survival import parse_number
 
 ROBUST_RANGE_MADS = 3.0
-MAD_TO_SD = 1.4826  # a MAD times this estimates the SD of normally distributed values
 MIN_CASES_FOR_RANGE = 10  # fewer measured cases of a sex give no range of their own
 MIN_SPREAD_CM2 = 1.0  # a floor for the scaled MAD: identical values flag no one
 
@@ -137,7 +137,7 @@ def cohort_csa_ranges(cases: list[CaseReview]) -> dict[str, CsaRange]:
                            and (sex == "all" or c.sex == sex)])
         if values.size >= MIN_CASES_FOR_RANGE:
             median = float(np.median(values))
-            spread = max(MAD_TO_SD * float(np.median(np.abs(values - median))), MIN_SPREAD_CM2)
+            spread = max(float(median_abs_deviation(values, scale="normal")), MIN_SPREAD_CM2)
             ranges[sex] = CsaRange(sex, median - ROBUST_RANGE_MADS * spread,
                                    median + ROBUST_RANGE_MADS * spread, int(values.size))
     return ranges
