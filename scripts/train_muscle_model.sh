@@ -14,6 +14,9 @@
 #   STEP=ship3   copy the better step-3 candidate (SHIPPED=muscle_fast3 or muscle_fast4) to
 #                models/muscle; evaluate it once on the 30 test cases (their second use: the
 #                first was muscle_fast2's report) and on the 20 held-out phantoms
+#   STEP=third_reader  the shipped model read as a third reader (muscle-pick, then
+#                muscle-agreement) on the validation and test cases, recorded in its card: an
+#                added measure of the model already reported, which chooses nothing
 # Candidates (5 folds each, in parallel processes, one thread each):
 #   muscle_step1  paper preset (1 mm), 2400 iterations, seed 0          validation DSC 0.785
 #   muscle_step2  step1 fine-tuned 2400 more iterations, seed 1         validation DSC 0.825
@@ -127,4 +130,44 @@ PY
         "Real data: 193 OpenKBP C3 slices (about 4 mm pixels) whose muscle two blind AI readers outlined by region picking (consensus of cases_train and cases_train_more; data/openkbp_c3_muscle/README.md), plus 60 teaching phantoms (pharynx, tongue base, glands, nodes, strap muscles, platysma, mask shell, couch; 0.4-4.7 mm pixels). The readers are AI agents, not radiologists." \
         "Chosen on 26 validation slices only (scripts/train_muscle_model.sh, STEP=step3) over the previous shipped model (muscle_fast2) and the other step-3 candidate. The 30 test slices never entered training or the choice, but this is their second use: muscle_fast2 was reported on them first. The 63 cases_train_more slices, once a second held-out set, are training data here: no untouched real test set remains." \
         "$NOTE_4MM"
+fi
+if [[ $STEP == third_reader ]]; then
+    for split in validation test; do
+        $C muscle-pick --sheets $DATA/regions --cases-from "$DATA/cases_$split.csv" \
+            --device cpu --out "runs/model_reader_$split/model.csv"
+        $C muscle-agreement $DATA/readings/*.csv "runs/model_reader_$split/model.csv" \
+            --sheets $DATA/regions --reader model --cases-from "$DATA/cases_$split.csv" \
+            --out "runs/model_reader_$split/agreement.csv"
+    done
+    .venv/bin/python - <<'PY'
+import csv
+from pathlib import Path
+import numpy as np
+from C3SarcopeniaLib.models import ModelCard
+card = ModelCard.load(Path("models/muscle"))
+for split, n in (("validation", 26), ("test", 30)):
+    with open(f"runs/model_reader_{split}/agreement.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == n, (split, len(rows))
+    def column(name):
+        return [float(row[name]) for row in rows]
+    card.metrics[f"real_muscle_model_as_third_reader_{split}"] = {
+        "data": f"the {n} real OpenKBP C3 slices of data/openkbp_c3_muscle/cases_{split}.csv "
+                "and their two blind AI readers' picks",
+        "command": "STEP=third_reader scripts/train_muscle_model.sh (muscle-pick, then "
+                   "muscle-agreement --reader model)",
+        "n_cases": n,
+        "model_dsc_with_each_reader_mean": float(np.mean(column("reader_dsc"))),
+        "readers_dsc_with_each_other_mean": float(np.mean(column("others_dsc"))),
+        "difference_mean": float(np.mean(column("difference"))),
+        "difference_median": float(np.median(column("difference")))}
+note = ("Read as a third reader (each region to the group most of its pixels carry "
+        "in the model's outline, then compared with each reader as they are with "
+        "each other): an added measure of this model after its test report, which "
+        "chose nothing. The pick is for comparison and for annotators to correct; "
+        "measures come from the pixel outline.")
+if note not in card.notes:
+    card.notes.append(note)
+card.save(Path("models/muscle"))
+PY
 fi

@@ -88,6 +88,13 @@ class SarcopeniaMeasures:
         return asdict(self)
 
 
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice similarity coefficient; two empty masks agree perfectly."""
+    a, b = a.astype(bool), b.astype(bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
 def muscle_csa_cm2(mask: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> float:
     """Area of a 2D mask; the pixel area comes from the CT's own spacing."""
     pixel_area_mm2 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1])

@@ -27,6 +27,7 @@ from .cohort.review_marks import leave_out_needs_correction
 from .errors import InputError
 from .fileio import read_csv_rows, write_atomic, write_text_atomic
 from .image_files import read_image
+from .measures import dice
 from .models import (Ensemble, ModelCard, build_unet, fold_weights_path, load_fold_net,
                      resolve_device, save_fold_weights)
 from .pipeline import centre_z_mm, fold_masks, muscle_network_input, section_network_input
@@ -244,13 +245,6 @@ def _save_checkpoint(path: Path, net, optimiser, state: FoldState) -> None:
                "iteration": state.iteration, "losses": state.losses}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice similarity coefficient; two empty masks agree perfectly."""
-    a, b = a.astype(bool), b.astype(bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
 def validate_fold(card: ModelCard, folder: Path, fold: int, cases: list[TrainingCase],

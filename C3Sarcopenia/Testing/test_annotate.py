@@ -8,10 +8,12 @@ import pytest
 import SimpleITK as sitk
 
 from C3SarcopeniaLib.annotate import consensus, readings as rd
+from C3SarcopeniaLib.annotate.model_reading import pick_from_labels
 from C3SarcopeniaLib.annotate.regions import (REGION_AREA_MM2, candidate_pixels, load_sheets,
                                               numbered_regions, slice_view)
 from C3SarcopeniaLib.cli import main
 from C3SarcopeniaLib.errors import InputError
+from C3SarcopeniaLib.measures import dice
 from C3SarcopeniaLib.phantoms.phantom import PhantomOptions, make_phantom
 from C3SarcopeniaLib.training import prepare_muscle_case, read_manifest
 
@@ -37,21 +39,6 @@ def sheet_folder(tmp_path_factory, phantom):
     return root / "sheets"
 
 
-def true_pick(sheet, truth_slice: np.ndarray) -> dict[str, list[int]]:
-    """The regions most of whose CT pixels carry each group in the phantom's label: a
-    perfect reader."""
-    pick = {group: [] for group in rd.GROUPS}
-    shown = truth_slice[::-1 if sheet.view.flip_rows else 1, ::-1 if sheet.view.flip_cols else 1]
-    crop = shown[sheet.view.rows[0]:sheet.view.rows[1], sheet.view.cols[0]:sheet.view.cols[1]]
-    fine = np.kron(crop, np.ones((sheet.view.factor,) * 2, np.uint8))
-    for number in range(1, sheet.n_regions + 1):
-        values = fine[sheet.regions == number]
-        label = np.bincount(values, minlength=4).argmax()
-        if label:
-            pick[rd.GROUPS[label - 1]].append(number)
-    return pick
-
-
 def test_sheet_regions_are_numbered_connected_and_about_a_square_centimetre(sheet_folder):
     sheet = load_sheets(sheet_folder)["neck"]
     regions = sheet.regions
@@ -71,7 +58,7 @@ def test_sheet_regions_are_numbered_connected_and_about_a_square_centimetre(shee
 def test_a_perfect_readers_pick_reproduces_the_phantom_label(sheet_folder, phantom):
     sheet = load_sheets(sheet_folder)["neck"]
     truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
-    labels = rd.slice_labels(sheet, true_pick(sheet, truth))
+    labels = rd.slice_labels(sheet, pick_from_labels(sheet, truth))
     for label in (1, 2, 3):
         overlap = ((labels == label) & (truth == label)).sum()
         assert 2 * overlap / ((labels == label).sum() + (truth == label).sum()) > 0.8
@@ -135,7 +122,7 @@ def test_consensus_writes_trainable_masks_manifest_and_agreement(tmp_path, sheet
                                                                  phantom):
     sheet = load_sheets(sheet_folder)["neck"]
     truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
-    pick = true_pick(sheet, truth)
+    pick = pick_from_labels(sheet, truth)
     k = sheet.view.slice_k
     row = f"neck,{k},{' '.join(map(str, pick['paravertebral']))}," \
           f"{' '.join(map(str, pick['scm_right']))},{' '.join(map(str, pick['scm_left']))},high,"
@@ -198,3 +185,103 @@ def test_sheets_from_a_manifest_and_consensus_of_listed_cases_only(tmp_path, she
                  "--out", str(tmp_path / "c")]) == 0
     [row] = read_manifest(tmp_path / "c" / "manifest.csv")
     assert Path(row["ct"]) == ct.resolve() and float(row["reader_dsc"]) == 1.0
+
+
+# --- the model read as one more reader -------------------------------------------------------
+
+def test_fine_blocks_are_the_exact_inverse_of_to_ct_slice_on_a_flipped_ct_too(phantom):
+    rng = np.random.default_rng(3)
+    for ct in (phantom.ct, sitk.Flip(phantom.ct, [True, False, False])):
+        view = slice_view(ct, phantom.c3_slice_k)
+        labels = rng.integers(0, 4, view.slice_shape).astype(np.uint8)
+        inside = view.to_ct_slice(np.ones(view.body_fine.shape, np.uint8)) > 0  # the crop
+        assert np.array_equal(view.to_ct_slice(view.fine_blocks(labels))[inside], labels[inside])
+
+
+def test_a_pick_from_labels_takes_each_regions_plurality(sheet_folder, phantom):
+    sheet = load_sheets(sheet_folder)["neck"]
+    shape = sheet.view.slice_shape
+    assert pick_from_labels(sheet, np.zeros(shape, np.uint8)) == {g: [] for g in rd.GROUPS}
+    everywhere_left = pick_from_labels(sheet, np.full(shape, 3, np.uint8))
+    assert everywhere_left["scm_left"] == list(range(1, sheet.n_regions + 1))
+    # a reader's pick drawn on the CT's pixels is picked back, region for region, but for
+    # the few regions that CT pixels of muscle density barely touch
+    truth = sitk.GetArrayFromImage(phantom.muscle_mask)[phantom.c3_slice_k]
+    pick = pick_from_labels(sheet, truth)
+    again = pick_from_labels(sheet, rd.slice_labels(sheet, pick))
+    for group in rd.GROUPS:
+        assert len(set(pick[group]) ^ set(again[group])) <= 0.1 * len(pick[group]) + 1, group
+
+
+def test_muscle_pick_writes_the_models_outline_as_a_valid_reading(tmp_path, sheet_folder,
+                                                                  tiny_models, capsys):
+    from C3SarcopeniaLib.annotate.model_reading import MODEL_PICK_NOTE
+    from C3SarcopeniaLib.models import load_ensemble
+    from C3SarcopeniaLib.pipeline import segment_muscle
+
+    out = tmp_path / "model.csv"
+    assert main(["muscle-pick", "--sheets", str(sheet_folder), "--models", str(tiny_models),
+                 "--device", "cpu", "--out", str(out)]) == 0
+    assert "1 picks by model" in capsys.readouterr().out
+    sheets = load_sheets(sheet_folder)
+    [reading] = rd.read_readings(out)
+    rd.validate([reading], sheets)
+    assert reading.reader == "model" and reading.notes.startswith(MODEL_PICK_NOTE)
+    sheet = sheets["neck"]
+    outline = segment_muscle(sitk.ReadImage(sheet.ct), sheet.view.slice_k,
+                             load_ensemble(tiny_models / "muscle", "cpu"))
+    assert reading.regions == pick_from_labels(sheet, outline)
+    # a blind consensus refuses the model's picks
+    assert main(["muscle-consensus", str(out), str(out), "--sheets", str(sheet_folder),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "model's picks" in capsys.readouterr().err
+
+
+def test_muscle_pick_refuses_a_ct_that_is_not_the_sheets(tmp_path, sheet_folder, phantom,
+                                                         tiny_models, capsys):
+    import shutil
+
+    moved = tmp_path / "sheets"
+    shutil.copytree(sheet_folder, moved)
+    changed = sitk.GetArrayFromImage(phantom.ct)
+    changed[phantom.c3_slice_k] += 7
+    other = sitk.GetImageFromArray(changed)
+    other.CopyInformation(phantom.ct)
+    sitk.WriteImage(other, str(tmp_path / "neck_ct.nii.gz"))  # where the copied sheet points
+    assert main(["muscle-pick", "--sheets", str(moved), "--models", str(tiny_models),
+                 "--device", "cpu", "--out", str(tmp_path / "model.csv")]) == 2
+    assert "not the CT its sheet was made from" in capsys.readouterr().err
+    assert not (tmp_path / "model.csv").exists()
+
+
+def test_muscle_agreement_sets_one_reader_beside_the_others(tmp_path, sheet_folder, phantom,
+                                                           capsys):
+    sheet = load_sheets(sheet_folder)["neck"]
+    k = sheet.view.slice_k
+    pick = pick_from_labels(sheet, sitk.GetArrayFromImage(phantom.muscle_mask)[k])
+    missing_one = {**pick, "paravertebral": pick["paravertebral"][1:]}
+
+    def row(p):
+        return f"neck,{k},{' '.join(map(str, p['paravertebral']))}," \
+               f"{' '.join(map(str, p['scm_right']))},{' '.join(map(str, p['scm_left']))},high,"
+    files = [write_readings(tmp_path / f"{name}.csv", [row(p)])
+             for name, p in (("a", pick), ("b", missing_one), ("new", pick))]
+    d_ab = dice(rd.slice_labels(sheet, pick) > 0, rd.slice_labels(sheet, missing_one) > 0)
+    assert d_ab < 1.0
+    out = tmp_path / "agreement.csv"
+    assert main(["muscle-agreement", *map(str, files), "--sheets", str(sheet_folder),
+                 "--reader", "new", "--out", str(out)]) == 0
+    assert "new on 1 cases" in capsys.readouterr().out
+    with open(out) as handle:
+        [case] = list(csv.DictReader(handle))
+    assert float(case["reader_dsc"]) == pytest.approx((1.0 + d_ab) / 2, abs=1e-4)
+    assert float(case["others_dsc"]) == pytest.approx(d_ab, abs=1e-4)
+    assert float(case["difference"]) == pytest.approx((1.0 - d_ab) / 2, abs=1e-4)
+    assert main(["muscle-agreement", *map(str, files), "--sheets", str(sheet_folder),
+                 "--reader", "someone"]) == 2
+    assert "no case has a readable reading by 'someone'" in capsys.readouterr().err
+    (tmp_path / "again").mkdir()
+    twin = write_readings(tmp_path / "again" / "a.csv", [row(pick)])
+    assert main(["muscle-agreement", *map(str, files), str(twin), "--sheets", str(sheet_folder),
+                 "--reader", "new"]) == 2
+    assert "two readings files are named a" in capsys.readouterr().err

@@ -158,15 +158,25 @@ def test_an_unusable_out_is_refused_first_by_every_command(tmp_path, capsys, kin
     assert not (tmp_path / "table.csv").exists()
 
 
+def table_command_lines(tmp_path, table) -> dict:
+    """The commands whose --out is a results table, with inputs that do not exist."""
+    missing = tmp_path / "missing"
+    return {"batch": ["batch", missing, "--out", table],
+            "muscle-pick": ["muscle-pick", "--sheets", missing, "--out", table],
+            "muscle-agreement": ["muscle-agreement", missing, "--sheets", missing,
+                                 "--reader", "r", "--out", table]}
+
+
 @pytest.mark.parametrize("out", ["folder", "under a file", "long", "/proc", "/sys"])
-def test_batch_refuses_an_unusable_results_table_before_reading_cases(tmp_path, capsys, out):
+def test_an_unusable_results_table_is_refused_before_reading_inputs(tmp_path, capsys, out):
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder")
     table = {"folder": tmp_path, "under a file": a_file / "results.csv",
              "long": tmp_path / (LONG_NAME + ".csv"), "/proc": IMPOSSIBLE[0] + ".csv",
              "/sys": IMPOSSIBLE[1] + ".csv"}[out]
-    assert main(["batch", str(tmp_path / "missing"), "--out", str(table)]) == 2
-    assert "--out" in one_error_line(capsys.readouterr().err)
+    for name, argv in table_command_lines(tmp_path, table).items():
+        assert main([str(a) for a in argv]) == 2, name
+        assert "--out" in one_error_line(capsys.readouterr().err), name
 
 
 def unprivileged_prefix() -> list[str]:
@@ -210,8 +220,9 @@ print(json.dumps(answers))
 
 
 def test_read_only_outputs_are_refused_by_every_command(tmp_path):
-    """predict and batch in their own processes (stderr read whole), then every command that
-    writes (evaluate, ingest, survival, train, review...) in one unprivileged process."""
+    """predict and the commands that write a table in their own processes (stderr read
+    whole), then every command that writes a folder (evaluate, ingest, survival, train,
+    review...) in one unprivileged process."""
     locked = tmp_path / "locked"
     locked.mkdir()
     table = locked / "results.csv"
@@ -224,8 +235,8 @@ def test_read_only_outputs_are_refused_by_every_command(tmp_path):
     try:
         for argv in (["predict", tmp_path / "missing.nii.gz", "--out", locked / "out"],
                      ["predict", tmp_path / "missing.nii.gz", "--out", locked],
-                     ["batch", tmp_path, "--out", table],
-                     ["batch", tmp_path, "--out", locked / "new.csv"],
+                     *table_command_lines(tmp_path, table).values(),
+                     *table_command_lines(tmp_path, locked / "new.csv").values(),
                      ["batch-report", tmp_path / "missing.csv", "--out", locked / "page.html"]):
             finished = run_cli(argv, unprivileged=True)
             assert finished.returncode == 2, finished.stderr

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from .. import imaging
 from ..errors import InputError
 from ..fileio import write_csv_atomic, write_image_atomic
-from ..measures import muscle_csa_cm2
+from ..measures import dice, muscle_csa_cm2
 from ..phantoms.phantom import MANIFEST_COLUMNS
 from .readings import GROUPS, Reading, group_and_total_csa_cm2, slice_labels
 from .regions import RegionSheet
@@ -33,11 +33,6 @@ def majority_regions(readings: list[Reading]) -> dict[str, list[int]]:
         if count * 2 > len(readings):
             picked[group].append(number)
     return picked
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 @dataclass

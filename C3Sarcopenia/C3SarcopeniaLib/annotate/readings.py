@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import read_csv_rows
+from ..fileio import read_csv_rows, write_csv_atomic
 from ..measures import MUSCLE_GROUPS as GROUPS
 from ..measures import group_csa_cm2, muscle_csa_cm2, muscle_density
 from .regions import RegionSheet
@@ -63,6 +63,14 @@ def read_readings(path: str | Path) -> list[Reading]:
                                 (row["confidence"] or "").strip().lower(),
                                 row["notes"] or "", path.stem))
     return readings
+
+
+def write_readings(path: str | Path, readings: list[Reading]) -> None:
+    """A readings CSV as read_readings takes it back (region numbers space-separated)."""
+    write_csv_atomic(Path(path), READING_COLUMNS, [
+        {"case": r.case, "slice_k": r.slice_k, "confidence": r.confidence, "notes": r.notes,
+         **{group: " ".join(map(str, r.regions[group])) for group in GROUPS}}
+        for r in readings])
 
 
 def reading_problems(reading: Reading, sheet: RegionSheet | None) -> list[str]:

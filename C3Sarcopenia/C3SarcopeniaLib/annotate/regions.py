@@ -50,9 +50,18 @@ class SliceView:
 
     def fine(self, stored_slice: np.ndarray) -> np.ndarray:
         """A stored slice of the same CT as the sheet shows it: flipped, cropped, upsampled."""
+        return ndimage.zoom(self._shown_crop(stored_slice).astype(np.float32), self.factor,
+                            order=1, mode="nearest")
+
+    def fine_blocks(self, stored_labels: np.ndarray) -> np.ndarray:
+        """Labels of the CT's stored slice on the fine grid, each CT pixel a whole block (the
+        inverse of to_ct_slice, exactly)."""
+        return np.kron(self._shown_crop(stored_labels),
+                       np.ones((self.factor, self.factor), stored_labels.dtype))
+
+    def _shown_crop(self, stored_slice: np.ndarray) -> np.ndarray:
         shown = stored_slice[::-1 if self.flip_rows else 1, ::-1 if self.flip_cols else 1]
-        crop = shown[self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]]
-        return ndimage.zoom(crop.astype(np.float32), self.factor, order=1, mode="nearest")
+        return shown[self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]]
 
     @functools.cached_property
     def hu_fine(self) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Sub-commands for reading C3 muscle by region picking: sheets, drawing, checking, consensus."""
+"""Sub-commands for reading C3 muscle by region picking: sheets, drawing, checking, consensus,
+and the model read as one more reader."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..fileio import check_output_folder, remove_outputs
+from ..fileio import check_output_file, check_output_folder, remove_outputs
 from ..cohort.levels import DEFAULT_CT_PATTERN, CtLocator, read_levels
+from .core import add_model_arguments, load_stage_models
 
 
 def register(subparsers) -> None:
@@ -56,11 +58,46 @@ def register(subparsers) -> None:
     consensus.add_argument("--sheets", required=True, help="the muscle-sheets folder")
     consensus.add_argument("--min-readers", type=int, default=2,
                            help="cases read by fewer readers are left out (default 2)")
-    consensus.add_argument("--cases-from", metavar="CSV",
-                           help="only the cases listed in this CSV (column case or case_id), "
-                                "to keep a training, validation or test split apart")
+    _add_cases_from(consensus)
     consensus.add_argument("--out", required=True, help="folder for masks and manifest")
     consensus.set_defaults(handler=run_consensus)
+    _register_model_reader(subparsers)
+
+
+def _add_cases_from(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases-from", metavar="CSV",
+                        help="only the cases listed in this CSV (column case or case_id), "
+                             "to keep a training, validation or test split apart")
+
+
+def _register_model_reader(subparsers) -> None:
+    pick = subparsers.add_parser(
+        "muscle-pick", help="the model's muscle on each sheet, as a reader's pick",
+        description="Runs stage 2 on each sheet's slice and gives every region the group "
+                    "most of its pixels carry in the model's outline: a readings CSV (the "
+                    "reader is the file's name) for an annotator to correct with muscle-draw, "
+                    "or for muscle-agreement to set the model beside the readers. Measures "
+                    "come from the pixel outline (predict), not from this pick. "
+                    "muscle-consensus refuses its rows while their notes still begin with "
+                    "the model's mark, so that a blind consensus stays blind.")
+    pick.add_argument("--sheets", required=True, help="the muscle-sheets folder")
+    _add_cases_from(pick)
+    add_model_arguments(pick)
+    pick.add_argument("--out", required=True, help="the readings CSV to write, e.g. model.csv")
+    pick.set_defaults(handler=run_pick)
+
+    agree = subparsers.add_parser(
+        "muscle-agreement", help="one reader (or the model's pick) against the other readers",
+        description="Per case read by READER and at least two others: READER's DSC with each "
+                    "other reader beside the others' DSC with each other (whole C3 muscle, "
+                    "CT grid). Vets a new annotator, or the model read as a third reader.")
+    agree.add_argument("readings", nargs="+", help="readings CSVs (one per reader)")
+    agree.add_argument("--sheets", required=True, help="the muscle-sheets folder")
+    agree.add_argument("--reader", required=True,
+                       help="the reader to compare: a readings file's name without .csv")
+    _add_cases_from(agree)
+    agree.add_argument("--out", help="CSV of the per-case figures")
+    agree.set_defaults(handler=run_agreement)
 
 
 def run_sheets(args: argparse.Namespace) -> int:
@@ -143,18 +180,73 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_consensus(args: argparse.Namespace) -> int:
     from ..annotate import consensus
+    from ..annotate.model_reading import MODEL_PICK_NOTE
     from ..annotate.regions import load_sheets
 
     remove_outputs(check_output_folder(args.out), ("manifest.csv", "agreement.csv"))
     sheets = load_sheets(args.sheets)
     all_readings = [reading for readings in _valid_readings(args.readings, sheets).values()
                     for reading in readings]
-    if args.cases_from:
-        wanted = _listed_cases(Path(args.cases_from))
-        all_readings = [r for r in all_readings if r.case in wanted]
+    all_readings = _listed_only(all_readings, args.cases_from)
+    from_model = sorted({r.reader for r in all_readings if r.notes.startswith(MODEL_PICK_NOTE)})
+    if from_model:
+        raise InputError(f"the readings of {', '.join(from_model)} are the model's picks "
+                         "(muscle-pick): a consensus of blind readers must not include them. "
+                         "Leave that file out, or have an annotator correct each pick and "
+                         "rewrite its notes.")
     summary = consensus.write_consensus(all_readings, sheets, Path(args.out), args.min_readers)
     print(summary)
     return 0
+
+
+def run_pick(args: argparse.Namespace) -> int:
+    from ..annotate.model_reading import model_reading
+    from ..annotate.readings import write_readings
+    from ..annotate.regions import load_sheets
+
+    out = check_output_file(args.out)
+    wanted = _listed_cases(Path(args.cases_from)) if args.cases_from else None
+    sheets = load_sheets(args.sheets, wanted)
+    if not sheets:
+        raise InputError(f"no sheet of {args.sheets} is among the cases of --cases-from.")
+    models = load_stage_models(args, "muscle")
+    readings = [model_reading(sheet, models, out.stem)
+                for sheet in tqdm(sheets.values(), desc="muscle picks", unit="case",
+                                  file=sys.stderr)]
+    write_readings(out, readings)
+    low = [r.case for r in readings if r.confidence != "high"]
+    print(f"{len(readings)} picks by {out.stem}: {out}"
+          + (f"; to check first (folds disagree or no muscle): {', '.join(low)}" if low else ""))
+    return 0
+
+
+def run_agreement(args: argparse.Namespace) -> int:
+    from ..annotate import model_reading as mr
+    from ..annotate.regions import load_sheets
+    from ..fileio import write_csv_atomic
+
+    out = check_output_file(args.out) if args.out else None
+    names = [Path(path).stem for path in args.readings]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"two readings files are named {', '.join(twice)}: a reader is named "
+                         "by the file, so rename one of them.")
+    sheets = load_sheets(args.sheets)
+    readings = _listed_only([r for rs in _valid_readings(args.readings, sheets).values()
+                             for r in rs], args.cases_from)
+    comparisons = mr.compare_reader(readings, sheets, args.reader)
+    if out:
+        write_csv_atomic(out, mr.COMPARISON_COLUMNS, mr.comparison_rows(comparisons))
+    print(mr.comparison_summary(args.reader, comparisons))
+    return 0
+
+
+def _listed_only(readings: list, cases_from: str | None) -> list:
+    """The readings of the cases --cases-from lists (all without it)."""
+    if not cases_from:
+        return readings
+    wanted = _listed_cases(Path(cases_from))
+    return [r for r in readings if r.case in wanted]
 
 
 def _listed_cases(path: Path) -> set[str]:

@@ -26,12 +26,12 @@ from ..errors import InputError
 from .evaluation_figures import FIGURES, write_figures
 from ..fileio import staged_outputs, write_csv_atomic, write_text_atomic
 from ..image_files import read_image
-from ..measures import ClinicalInfo, measure_slice, parse_sex
+from ..measures import ClinicalInfo, dice, measure_slice, parse_sex
 from ..models import Ensemble
 from ..pipeline import (SectionResult, find_c3_section, fold_masks, section_network_input,
                        segment_muscle)
 from .review_marks import leave_out_needs_correction
-from ..training import dice, read_manifest
+from ..training import read_manifest
 
 MANIFEST_COLUMNS = ("case_id", "ct", "c3_slice_k")
 # What evaluate writes, metrics.json (the sign of a finished evaluation) first.
