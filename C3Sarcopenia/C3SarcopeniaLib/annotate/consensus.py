@@ -124,7 +124,6 @@ def _fmt(value: float | None, digits: int) -> str:
 CONSENSUS_MANIFEST_COLUMNS = (*MANIFEST_COLUMNS, "reader_dsc", "reader_csa_diff_percent")
 
 
-
 AGREEMENT_COLUMNS = ("case", "readers", "mean_pairwise_dsc", "reader_csa_cm2",
                      "csa_spread_percent", *(f"consensus_{g}_cm2" for g in (*GROUPS, "total")))
 
